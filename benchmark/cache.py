@@ -1,0 +1,246 @@
+"""The token cache: each (tokenizer fingerprint, manifest) is encoded once and reused.
+
+On disk, one folder per entry under ``<workdir>/tokens/<tokenizer fp[:16]>/<manifest fp[:16]>``:
+
+- ``tokens.bin``: every utterance's ``[N_i, K]`` tokens concatenated along frames, in the
+  smallest unsigned integer type that holds the largest codebook (uint8 / uint16 / uint32),
+  or ``[N_i, K, D]`` float16 features for a continuous reference;
+- ``index.npz``: ``ids`` (utterance ids), ``offsets`` and ``lengths`` (frames) per utterance;
+- ``meta.json``: dtype, K, codebook sizes, both fingerprints, counts; written last.
+
+The folder is built under a temporary name and renamed into place, so a killed extraction
+leaves no entry that looks finished; the next run starts that entry again. Tokens are written
+to disk batch by batch, so memory does not grow with the corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from benchmark.data.manifest import Manifest, Utterance
+from benchmark.errors import ContractError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from benchmark.api import Tokenizer
+
+log = logging.getLogger(__name__)
+CACHE_FORMAT = 1
+
+
+def smallest_dtype(codebook_sizes: tuple[int, ...]) -> np.dtype:
+    """The smallest unsigned integer dtype holding ids ``0 .. max(C) - 1``."""
+    largest = max(codebook_sizes) - 1
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if largest <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.uint64)
+
+
+@dataclass
+class TokenSplit:
+    """Cached tokens of one manifest, memory-mapped.
+
+    Attributes:
+        manifest: the utterances (with their supervision).
+        ids: utterance ids, in cache order.
+        offsets: ``[U]`` first frame of each utterance in ``data``.
+        lengths: ``[U]`` frames per utterance.
+        data: ``[total_frames, K]`` memory-mapped ids (``[total_frames, K, D]`` float16
+            features for a continuous reference).
+        codebook_sizes: ``C_k`` per codebook.
+    """
+
+    manifest: Manifest
+    ids: list[str]
+    offsets: np.ndarray
+    lengths: np.ndarray
+    data: np.ndarray
+    codebook_sizes: tuple[int, ...]
+    path: Path
+
+    def __post_init__(self) -> None:
+        self._row = {utt_id: i for i, utt_id in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, utt_id: str) -> np.ndarray:
+        """``[N, K]`` tokens of one utterance (a view into the memory map)."""
+        row = self._row[utt_id]
+        start = int(self.offsets[row])
+        return self.data[start : start + int(self.lengths[row])]
+
+    def items(self) -> Iterator[tuple[Utterance, np.ndarray]]:
+        """``(utterance, tokens [N, K])`` in manifest order."""
+        for utterance in self.manifest:
+            yield utterance, self[utterance.id]
+
+
+class TokenCache:
+    """Folders of cached tokens keyed by (tokenizer fingerprint, manifest fingerprint)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def entry_dir(self, tokenizer_fp: str, manifest: Manifest) -> Path:
+        """Folder of one cache entry."""
+        return self.root / tokenizer_fp[:16] / manifest.fingerprint()[:16]
+
+    def load(
+        self, tokenizer_fp: str, manifest: Manifest, codebook_sizes: tuple[int, ...]
+    ) -> TokenSplit | None:
+        """The cached split, or None when absent or written for something else."""
+        folder = self.entry_dir(tokenizer_fp, manifest)
+        meta_path = folder / "meta.json"
+        if not meta_path.is_file():
+            return None
+        meta = json.loads(meta_path.read_text())
+        if (
+            meta.get("format") != CACHE_FORMAT
+            or meta.get("tokenizer_fingerprint") != tokenizer_fp
+            or meta.get("manifest_fingerprint") != manifest.fingerprint()
+        ):
+            log.warning("token cache %s does not match its key; re-encoding", folder)
+            return None
+        index = np.load(folder / "index.npz")
+        ids = [str(x) for x in index["ids"]]
+        total = int(meta["total_frames"])
+        row = (int(meta["num_codebooks"]),)
+        if meta.get("feature_dim"):
+            row = (*row, int(meta["feature_dim"]))
+        data = (
+            np.memmap(folder / "tokens.bin", dtype=meta["dtype"], mode="r", shape=(total, *row))
+            if total
+            else np.zeros((0, *row), dtype=meta["dtype"])
+        )
+        if set(ids) != {u.id for u in manifest}:
+            log.warning("token cache %s misses utterances; re-encoding", folder)
+            return None
+        return TokenSplit(
+            manifest, ids, index["offsets"], index["lengths"], data, codebook_sizes, folder
+        )
+
+    def build(
+        self,
+        tokenizer: Tokenizer,
+        tokenizer_fp: str,
+        manifest: Manifest,
+        batches: Iterator[tuple[list[str], torch.Tensor, torch.Tensor]],
+    ) -> TokenSplit:
+        """Encode ``batches`` of ``(ids, wav[B, T], lengths[B])`` and store them atomically.
+
+        Raises:
+            ContractError: the tokenizer returns ids outside its codebooks or bad shapes.
+        """
+        import torch
+
+        info = tokenizer.info
+        sizes = info.codebook_sizes
+        dtype = np.dtype(np.float16) if info.is_continuous else smallest_dtype(sizes)
+        row_shape = (info.num_codebooks, info.feature_dim) if info.is_continuous else None
+        folder = self.entry_dir(tokenizer_fp, manifest)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        for stale in folder.parent.glob(f".{folder.name}.*.partial"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed extraction
+        tmp = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
+        tmp.mkdir(parents=True)
+        limits = None if info.is_continuous else torch.tensor(sizes, dtype=torch.int64)
+        ids: list[str] = []
+        lengths: list[int] = []
+        try:
+            with (tmp / "tokens.bin").open("wb") as handle:
+                for batch_ids, wav, wav_lengths in batches:
+                    with torch.inference_mode():
+                        tokens, token_lengths = tokenizer.encode(wav, wav_lengths)
+                    token_lengths = token_lengths.detach().to("cpu", torch.int64)
+                    if limits is None:
+                        tokens = tokens.detach().to("cpu", torch.float32)
+                        _check_features(info.name, tokens, row_shape, batch_ids)
+                    else:
+                        tokens = tokens.detach().to("cpu", torch.int64)
+                        _check_tokens(info.name, tokens, token_lengths, limits, batch_ids)
+                    for row, utt_id in enumerate(batch_ids):
+                        n = int(token_lengths[row])
+                        handle.write(tokens[row, :n].numpy().astype(dtype).tobytes())
+                        ids.append(utt_id)
+                        lengths.append(n)
+                handle.flush()
+                os.fsync(handle.fileno())
+            lengths_arr = np.asarray(lengths, dtype=np.int64)
+            offsets = np.concatenate([[0], np.cumsum(lengths_arr)[:-1]]).astype(np.int64)
+            np.savez(tmp / "index.npz", ids=np.asarray(ids), offsets=offsets, lengths=lengths_arr)
+            meta = {
+                "format": CACHE_FORMAT,
+                "tokenizer": tokenizer.info.name,
+                "tokenizer_fingerprint": tokenizer_fp,
+                "manifest_fingerprint": manifest.fingerprint(),
+                "manifest_source": str(manifest.source) if manifest.source else None,
+                "dtype": dtype.name,
+                "num_codebooks": info.num_codebooks,
+                "codebook_sizes": list(sizes),
+                "feature_dim": info.feature_dim,
+                "utterances": len(ids),
+                "total_frames": int(lengths_arr.sum()),
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        split = self.load(tokenizer_fp, manifest, sizes)
+        if split is None:  # pragma: no cover - we just wrote it
+            raise ContractError(f"token cache {folder} could not be read back")
+        return split
+
+
+def _check_tokens(
+    name: str,
+    tokens: torch.Tensor,
+    token_lengths: torch.Tensor,
+    limits: torch.Tensor,
+    batch_ids: list[str],
+) -> None:
+    """Raise ContractError when encode's output breaks the contract (shape or id range)."""
+    import torch
+
+    if tokens.ndim != 3 or tokens.shape[0] != len(batch_ids) or tokens.shape[2] != len(limits):
+        raise ContractError(
+            f"tokenizer {name!r}: encode returned shape {tuple(tokens.shape)}, expected "
+            f"[{len(batch_ids)}, N, {len(limits)}]; run check-tokenizer {name}"
+        )
+    frames = torch.arange(tokens.shape[1]).unsqueeze(0) < token_lengths.unsqueeze(1)
+    valid = tokens[frames]
+    if valid.numel() and (bool((valid < 0).any()) or bool((valid >= limits).any())):
+        raise ContractError(
+            f"tokenizer {name!r}: encode returned ids outside its codebooks on "
+            f"{batch_ids[0]!r}..; run check-tokenizer {name}"
+        )
+
+
+def _check_features(
+    name: str, features: torch.Tensor, row_shape: tuple[int, ...] | None, batch_ids: list[str]
+) -> None:
+    """Raise ContractError unless a continuous reference returned finite ``[B, N, K, D]``."""
+    import torch
+
+    if features.ndim != 4 or features.shape[0] != len(batch_ids) or (
+        row_shape is not None and tuple(features.shape[2:]) != row_shape
+    ):
+        raise ContractError(
+            f"continuous reference {name!r}: encode returned shape {tuple(features.shape)}, "
+            f"expected [{len(batch_ids)}, N, *{row_shape}]"
+        )
+    if not bool(torch.isfinite(features).all()):
+        raise ContractError(f"continuous reference {name!r}: non-finite features near {batch_ids[0]!r}")

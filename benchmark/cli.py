@@ -1,0 +1,253 @@
+"""Command line: ``python -m benchmark {list,run,check-tokenizer,prepare} ...``.
+
+Only argparse and light modules are imported at start-up, so ``--help`` answers at once;
+torch and the models load when a command needs them. Exit codes: 0 success, 1 a run or check
+failed, 2 a usage error (unknown name, bad card, bad option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from benchmark.errors import BenchmarkError, CardError, UnknownNameError, UsageError
+
+log = logging.getLogger("benchmark")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with exit code 2 and a one-line message for usage errors."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        raise SystemExit(f"{self.prog}: error: {message}") from None
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE.py",
+        help="load a plugin file that registers tokenizers, tasks or metrics (repeatable)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(os.environ.get("BENCHMARK_WORKDIR", "work")),
+        help="caches: corpora, tokens, fitted tokenizers (default: ./work or $BENCHMARK_WORKDIR)",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks and debug logs",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (no heavy imports)."""
+    parser = _Parser(
+        prog="python -m benchmark",
+        description="Benchmark discrete audio tokenizers: conformance checks, downstream tasks "
+        "(ASR, speaker ID, emotion/style, enhancement, TTS), result records and leaderboard.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    listing = commands.add_parser("list", help="list registered tokenizers, tasks or metrics")
+    listing.add_argument("kind", choices=["tokenizers", "tasks", "metrics"])
+    _common(listing)
+
+    run = commands.add_parser("run", help="encode, train and evaluate; write result records")
+    run.add_argument(
+        "--tokenizer",
+        action="append",
+        required=True,
+        metavar="NAME|CARD.yaml",
+        help="tokenizer name or card path (repeatable)",
+    )
+    run.add_argument(
+        "--task",
+        action="append",
+        required=True,
+        metavar="NAME|CARD.yaml|all",
+        help="task name, card path, or 'all' (repeatable)",
+    )
+    run.add_argument("--preset", default="mini", help="mini (offline, CPU) or full")
+    run.add_argument("--seed", type=int, action="append", help="seed (repeatable; default 0)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    run.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results/runs"),
+        help="where result records go (default: results/runs)",
+    )
+    run.add_argument("--data-root", type=Path, help="folder holding real corpora (full preset)")
+    run.add_argument("--overwrite", action="store_true", help="rerun jobs whose records exist")
+    run.add_argument(
+        "--corpus-scale",
+        type=float,
+        default=1.0,
+        help="shrink the synthetic mini corpus (smoke tests); default 1.0",
+    )
+    _common(run)
+
+    check = commands.add_parser("check-tokenizer", help="run the tokenizer conformance suite")
+    check.add_argument("tokenizer", metavar="NAME|CARD.yaml")
+    check.add_argument("--preset", default="mini")
+    check.add_argument("--device", default="cpu")
+    _common(check)
+
+    prepare = commands.add_parser("prepare", help="prepare a corpus (mini: synthesise it)")
+    prepare.add_argument("corpus", choices=["mini"])
+    prepare.add_argument("--corpus-scale", type=float, default=1.0)
+    _common(prepare)
+    return parser
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if debug else "%(message)s",
+        stream=sys.stderr,
+    )
+    if not debug:
+        for noisy in ("urllib3", "matplotlib", "numba", "speechbrain", "transformers"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _registries(args: argparse.Namespace):
+    from benchmark.registry import build_registries
+
+    return build_registries(args.plugin)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print each registered name, what it is and where it came from."""
+    registries = _registries(args)
+    kind = args.kind.rstrip("s")
+    entries = list(registries.of(kind))
+    width = max((len(e.name) for e in entries), default=4)
+    for entry in entries:
+        print(f"{entry.name:<{width}}  {entry.description}  [{entry.source.describe()}]")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the jobs and print one line per outcome."""
+    from benchmark.runner import RunConfig, Runner
+
+    config = RunConfig(
+        tokenizers=tuple(args.tokenizer),
+        tasks=tuple(args.task),
+        preset=args.preset,
+        seeds=tuple(args.seed or [0]),
+        device=args.device,
+        workdir=args.workdir,
+        results_dir=args.results,
+        data_root=args.data_root,
+        overwrite=args.overwrite,
+        corpus_scale=args.corpus_scale,
+        progress=not args.quiet,
+    )
+    outcomes = Runner(config, _registries(args)).run()
+    for outcome in outcomes:
+        value = f"{outcome.main_metric}={outcome.value:.2f}" if outcome.value is not None else ""
+        note = " (up to date, skipped)" if outcome.skipped else ""
+        error = f": {outcome.error}" if outcome.error else ""
+        print(
+            f"{outcome.status:<11} {outcome.tokenizer} / {outcome.task} / seed {outcome.seed} "
+            f"{value}{note}{error}  -> {outcome.path}"
+        )
+    return EXIT_FAILED if any(o.status == "failed" for o in outcomes) else EXIT_OK
+
+
+def cmd_check_tokenizer(args: argparse.Namespace) -> int:
+    """Build one tokenizer and run the conformance suite on it."""
+    from benchmark.api import BuildContext, construct
+    from benchmark.conformance import check_tokenizer, failed_checks, format_results
+
+    registries = _registries(args)
+    entry = registries.resolve_name("tokenizer", args.tokenizer)
+    card = entry.card.resolve(args.preset)
+    context = BuildContext(
+        preset=args.preset,
+        device=args.device,
+        workdir=args.workdir,
+        weights=card.weights,
+        progress=not args.quiet,
+    )
+    tokenizer = construct(entry.load(), card.params, context, entry.name)
+    if tokenizer.needs_fit:
+        from benchmark.runner import RunConfig, Runner
+
+        runner = Runner(
+            RunConfig(
+                (args.tokenizer,),
+                (),
+                preset=args.preset,
+                device=args.device,
+                workdir=args.workdir,
+                progress=not args.quiet,
+            ),
+            registries,
+        )
+        runner.fit_tokenizer(tokenizer, card)
+    results = check_tokenizer(tokenizer)
+    for line in format_results(results):
+        print(line)
+    failed = failed_checks(results)
+    skipped = sum(r.skipped for r in results)
+    passed = len(results) - len(failed) - skipped
+    print(f"{entry.name}: {passed} passed, {len(failed)} failed, {skipped} skipped")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Prepare a corpus and print where it is."""
+    from benchmark.data.mini import MiniConfig, prepare_mini
+
+    folder = prepare_mini(
+        args.workdir / "data", MiniConfig(seed=0, scale=args.corpus_scale), progress=not args.quiet
+    )
+    print(folder)
+    return EXIT_OK
+
+
+COMMANDS = {
+    "list": cmd_list,
+    "run": cmd_run,
+    "check-tokenizer": cmd_check_tokenizer,
+    "prepare": cmd_prepare,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, dispatch, and turn user errors into one line and an exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return EXIT_USAGE
+        return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
+    _setup_logging(args.debug)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BenchmarkError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        usage = isinstance(exc, UsageError | UnknownNameError | CardError)
+        return EXIT_USAGE if usage else EXIT_FAILED

@@ -1,0 +1,1 @@
+"""Manifests, audio I/O and one recipe module per corpus."""

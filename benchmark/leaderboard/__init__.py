@@ -1,0 +1,1 @@
+"""Leaderboard build: load -> tables -> ranks -> plots -> render."""

@@ -1,0 +1,1 @@
+"""Metrics, one module per family. Built-ins are registered lazily in benchmark.registry."""

@@ -1,0 +1,84 @@
+"""Word and character error rates with jiwer, on normalised text, with bootstrap CIs."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+import jiwer
+import numpy as np
+
+from benchmark.api import Metric, MetricValue
+from benchmark.metrics.bootstrap import DEFAULT_LEVEL, bootstrap_ratio_ci
+
+_PUNCT = re.compile(r"[^\w\s']")
+_SPACES = re.compile(r"\s+")
+
+
+def normalise_text(text: str) -> str:
+    """Lower case, NFKC, punctuation (but apostrophes) removed, whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = _PUNCT.sub(" ", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def _edit_counts(
+    references: Sequence[str], predictions: Sequence[str], unit: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-utterance edit operations and reference lengths (words or characters)."""
+    errors, lengths = [], []
+    for reference, prediction in zip(references, predictions, strict=True):
+        reference, prediction = normalise_text(reference), normalise_text(prediction)
+        if unit == "char":
+            out = jiwer.process_characters(reference, prediction)
+            length = len(reference)
+        else:
+            out = jiwer.process_words(reference, prediction) if reference else None
+            length = len(reference.split())
+        if out is None:  # empty reference: every predicted word is an insertion
+            errors.append(len(prediction.split()))
+        else:
+            errors.append(out.substitutions + out.deletions + out.insertions)
+        lengths.append(length)
+    return np.asarray(errors, dtype=np.float64), np.asarray(lengths, dtype=np.float64)
+
+
+class _ErrorRate(Metric):
+    unit = "word"
+    direction = "lower"
+
+    def compute(self, predictions: Sequence[str], references: Sequence[str]) -> MetricValue:
+        if len(predictions) != len(references) or not references:
+            raise ValueError(
+                f"{self.name} needs as many predictions as references (>0), got "
+                f"{len(predictions)} and {len(references)}"
+            )
+        errors, lengths = _edit_counts(references, predictions, self.unit)
+        if lengths.sum() == 0:
+            return MetricValue.unavailable(self.name, "lower", "all references are empty")
+        low, high = bootstrap_ratio_ci(errors, lengths)
+        return MetricValue(
+            name=self.name,
+            direction="lower",
+            value=100.0 * float(errors.sum() / lengths.sum()),
+            ci_low=100.0 * low,
+            ci_high=100.0 * high,
+            ci_level=DEFAULT_LEVEL,
+            n=len(references),
+            judge={"library": "jiwer", "normalisation": "lower, NFKC, no punctuation"},
+        )
+
+
+class WordErrorRate(_ErrorRate):
+    """Corpus-level WER in % (edits / reference words)."""
+
+    name = "wer"
+    unit = "word"
+
+
+class CharacterErrorRate(_ErrorRate):
+    """Corpus-level CER in % (edits / reference characters, spaces included)."""
+
+    name = "cer"
+    unit = "char"

@@ -1,0 +1,1 @@
+"""Neural and clustering models: embeddings, fusion, heads, k-means, vocoders."""

@@ -1,0 +1,236 @@
+"""Speech recognition on tokens: front end -> 2-layer BiLSTM -> CTC over characters.
+
+Greedy CTC decoding; WER and CER with jiwer on normalised text (``benchmark.metrics.asr``).
+The model kept is the one with the lowest validation CER; the layer weights of the informed
+layer selector, averaged over the test set's frames, go into the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmark.api import BuildContext, Task, TaskInfo, TaskOutput, TokenizerInfo
+from benchmark.data.corpora import corpus_manifest
+from benchmark.errors import DataError
+from benchmark.metrics.asr import CharacterErrorRate, WordErrorRate, normalise_text
+from benchmark.models.frontend import build_frontend
+from benchmark.models.fusion import summed_layer_weights
+from benchmark.tasks.training import Batch, Example, TrainConfig, batches, examples_from_tokens, train
+
+BLANK = 0
+
+
+class CharacterVocabulary:
+    """Characters of the normalised training transcripts; id 0 is the CTC blank."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        chars = sorted({c for text in texts for c in normalise_text(text)})
+        if not chars:
+            raise DataError("the ASR training split has no transcripts")
+        self.chars = chars
+        self.index = {c: i + 1 for i, c in enumerate(chars)}
+
+    def __len__(self) -> int:
+        return len(self.chars) + 1
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of a transcript's characters (unknown characters are dropped)."""
+        return [self.index[c] for c in normalise_text(text) if c in self.index]
+
+    def greedy_decode(self, best: Sequence[int]) -> str:
+        """Collapse repeats, drop blanks, map ids back to characters."""
+        out, previous = [], BLANK
+        for token in best:
+            if token != previous and token != BLANK:
+                out.append(self.chars[token - 1])
+            previous = token
+        return "".join(out).strip()
+
+
+class CTCHead(nn.Module):
+    """Tokens ``[B, N, K]`` (or features ``[B, N, K, D]``) -> log-probabilities ``[B, N, V]``."""
+
+    def __init__(
+        self,
+        info: TokenizerInfo,
+        vocab_size: int,
+        dim: int,
+        hidden: int,
+        layers: int,
+        fusion: str,
+        fusion_layer: int = 0,
+        dropout: float = 0.15,
+        init: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.frontend = build_frontend(info, dim, fusion, fusion_layer, init)
+        self.encoder = nn.LSTM(
+            dim, hidden, num_layers=layers, batch_first=True, bidirectional=True, dropout=dropout
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(2 * hidden, vocab_size)
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Log-probabilities ``[B, N, V]`` and layer weights ``[B, N, K]`` (or None)."""
+        fused, weights = self.frontend(batch.tokens, batch.mask)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.dropout(fused),
+            batch.lengths.cpu().clamp(min=1),
+            batch_first=True,
+            enforce_sorted=False,
+        )
+        encoded, _ = self.encoder(packed)
+        encoded, _ = nn.utils.rnn.pad_packed_sequence(
+            encoded, batch_first=True, total_length=fused.shape[1]
+        )
+        return self.output(self.dropout(encoded)).log_softmax(dim=-1), weights
+
+
+class ASRTask(Task):
+    """Character CTC speech recognition on a corpus subset with transcripts.
+
+    Args:
+        name: task name (from the card).
+        corpus: corpus recipe (``mini``; ``librispeech`` in ``full``).
+        subset: corpus part (``asr`` for mini).
+        train_split, valid_split, test_splits: split names (LibriSpeech: train-clean-100,
+            dev-clean, test-clean + test-other).
+        dim, hidden, layers: front-end size, BiLSTM width and depth.
+        fusion, fusion_layer: layer fusion mode (informed layer selector by default).
+        embedding_init: ``random`` or ``tokenizer`` (codebook vectors).
+        epochs, batch_size, lr, max_seconds: training budget.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        corpus: str = "mini",
+        subset: str = "asr",
+        train_split: str = "train",
+        valid_split: str = "valid",
+        test_splits: Sequence[str] = ("test",),
+        dim: int = 256,
+        hidden: int = 256,
+        layers: int = 2,
+        fusion: str = "attention",
+        fusion_layer: int = 0,
+        embedding_init: str = "random",
+        epochs: int = 30,
+        batch_size: int = 16,
+        lr: float = 2e-3,
+        max_seconds: float = 0.0,
+    ) -> None:
+        if embedding_init not in ("random", "tokenizer"):
+            raise ValueError(f"embedding_init must be 'random' or 'tokenizer', got {embedding_init!r}")
+        if not test_splits:
+            raise ValueError("test_splits is empty: name at least one test split")
+        self.info = TaskInfo(name=name, kind="asr", main_metric="wer", corpus=corpus)
+        self.subset = subset
+        self.split_names = {"train": train_split, "valid": valid_split}
+        self.test_splits = tuple(test_splits)
+        self.dim, self.hidden, self.layers = dim, hidden, layers
+        self.fusion, self.fusion_layer, self.embedding_init = fusion, fusion_layer, embedding_init
+        self.train_config = TrainConfig(
+            epochs=epochs, batch_size=batch_size, lr=lr, max_seconds=max_seconds
+        )
+
+    def splits(self, context: BuildContext) -> Mapping[str, Any]:
+        names = {**self.split_names, **{f"test:{s}": s for s in self.test_splits}}
+        return {
+            key: corpus_manifest(self.info.corpus, self.subset, split, context)
+            for key, split in names.items()
+        }
+
+    def _examples(self, split: Any, vocabulary: CharacterVocabulary) -> list[Example]:
+        items = []
+        for utterance, tokens in split.items():
+            if utterance.text is None:
+                raise DataError(f"{utterance.id}: no transcript in the manifest")
+            items.append((utterance.id, tokens, utterance.text))
+        return examples_from_tokens(items)
+
+    def run(self, run: Any) -> TaskOutput:
+        train_split = run.splits["train"]
+        vocabulary = CharacterVocabulary([u.text or "" for u in train_split.manifest])
+        train_set = self._examples(train_split, vocabulary)
+        valid_set = self._examples(run.splits["valid"], vocabulary)
+        torch.manual_seed(run.seed)
+        init = None
+        if self.embedding_init == "tokenizer" and not run.tokenizer_info.is_continuous:
+            init = run.embeddings()
+        model = CTCHead(
+            run.tokenizer_info, len(vocabulary), self.dim, self.hidden, self.layers,
+            self.fusion, self.fusion_layer, init=init,
+        ).to(run.device)
+        ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
+
+        def loss_fn(net: nn.Module, batch: Batch) -> torch.Tensor:
+            log_probs, _ = net(batch)
+            targets = [torch.tensor(vocabulary.encode(t), dtype=torch.int64) for t in batch.targets]
+            target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.int64)
+            return ctc(
+                log_probs.transpose(0, 1), torch.cat(targets).to(log_probs.device),
+                batch.lengths, target_lengths,
+            )
+
+        def valid_cer(net: nn.Module) -> float:
+            hypotheses, _, _ = self._transcribe(net, valid_set, vocabulary, run.device)
+            return CharacterErrorRate().compute(hypotheses, [e.target for e in valid_set]).value
+
+        result = train(
+            model, loss_fn, valid_cer, train_set, self.train_config, run.device, run.seed,
+            run.progress, f"{self.info.name} head",
+        )
+        metrics, extras = {}, {
+            "training": {"history": result.history, "best_epoch": result.best_epoch,
+                         "seconds": result.seconds},
+            "vocabulary": "".join(vocabulary.chars),
+        }
+        weight_sum, frames, examples_out = None, 0, {}
+        for split_name in self.test_splits:
+            test_set = self._examples(run.splits[f"test:{split_name}"], vocabulary)
+            hypotheses, summed, count = self._transcribe(model, test_set, vocabulary, run.device)
+            references = [e.target for e in test_set]
+            suffix = "" if len(self.test_splits) == 1 else f"_{split_name}"
+            metrics[f"wer{suffix}"] = WordErrorRate().compute(hypotheses, references)
+            metrics[f"cer{suffix}"] = CharacterErrorRate().compute(hypotheses, references)
+            examples_out[split_name] = [
+                {"id": e.id, "reference": e.target, "hypothesis": h}
+                for e, h in list(zip(test_set, hypotheses, strict=True))[:5]
+            ]
+            if summed is not None:
+                weight_sum = summed if weight_sum is None else weight_sum + summed
+                frames += count
+        if len(self.test_splits) > 1:  # the main metric is the first test split's WER
+            metrics["wer"] = metrics[f"wer_{self.test_splits[0]}"]
+        extras["examples"] = examples_out
+        if weight_sum is not None:
+            extras["layer_weights"] = (weight_sum / max(frames, 1)).tolist()
+            extras["layers"] = list(run.tokenizer_info.layers or range(len(weight_sum)))
+        return TaskOutput(metrics=metrics, extras=extras)
+
+    @staticmethod
+    def _transcribe(
+        model: nn.Module, examples: list[Example], vocabulary: CharacterVocabulary, device: str
+    ) -> tuple[list[str], torch.Tensor | None, int]:
+        """Greedy transcripts (input order), summed layer weights and valid frame count."""
+        model.eval()
+        hypotheses: dict[str, str] = {}
+        weight_sum, frames = None, 0
+        with torch.no_grad():
+            for batch in batches(examples, 32, False, torch.Generator()):
+                batch = batch.to(device)
+                log_probs, weights = model(batch)
+                best = log_probs.argmax(dim=-1).cpu()
+                for row, utt_id in enumerate(batch.ids):
+                    n = int(batch.lengths[row])
+                    hypotheses[utt_id] = vocabulary.greedy_decode(best[row, :n].tolist())
+                if weights is not None:
+                    summed = summed_layer_weights(weights, batch.mask).cpu()
+                    weight_sum = summed if weight_sum is None else weight_sum + summed
+                    frames += int(batch.mask.sum())
+        return [hypotheses[e.id] for e in examples], weight_sum, frames

@@ -1,0 +1,201 @@
+"""Utterance classification on tokens: speaker identification, emotion / style recognition.
+
+Head: token front end (embeddings + layer fusion) -> 1-layer BiLSTM -> masked mean and
+standard-deviation pooling -> linear classifier. Scored by accuracy on the test split; the
+layer weights averaged over the test set go into the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmark.api import BuildContext, Task, TaskInfo, TaskOutput, TokenizerInfo
+from benchmark.data.corpora import corpus_manifest
+from benchmark.errors import DataError
+from benchmark.metrics.classification import Accuracy
+from benchmark.models.frontend import build_frontend
+from benchmark.models.fusion import summed_layer_weights
+from benchmark.tasks.training import (
+    Batch,
+    Example,
+    TrainConfig,
+    batches,
+    examples_from_tokens,
+    train,
+)
+
+
+class ClassificationHead(nn.Module):
+    """``[B, N, K]`` tokens (or ``[B, N, K, D]`` features) -> ``[B, classes]`` logits."""
+
+    def __init__(
+        self,
+        info: TokenizerInfo,
+        num_classes: int,
+        dim: int,
+        hidden: int,
+        fusion: str,
+        fusion_layer: int = 0,
+        init: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.frontend = build_frontend(info, dim, fusion, fusion_layer, init)
+        self.encoder = nn.LSTM(dim, hidden, batch_first=True, bidirectional=True)
+        self.classifier = nn.Sequential(nn.Dropout(0.1), nn.Linear(4 * hidden, num_classes))
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits ``[B, classes]`` and layer weights ``[B, N, K]`` (or None)."""
+        fused, weights = self.frontend(batch.tokens, batch.mask)
+        packed = nn.utils.rnn.pack_padded_sequence(
+            fused, batch.lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False
+        )
+        encoded, _ = self.encoder(packed)
+        encoded, _ = nn.utils.rnn.pad_packed_sequence(
+            encoded, batch_first=True, total_length=fused.shape[1]
+        )
+        mask = batch.mask.unsqueeze(-1).float()
+        count = mask.sum(dim=1).clamp(min=1.0)
+        mean = (encoded * mask).sum(dim=1) / count
+        var = ((encoded - mean.unsqueeze(1)) ** 2 * mask).sum(dim=1) / count
+        pooled = torch.cat([mean, var.clamp(min=1e-6).sqrt()], dim=-1)
+        return self.classifier(pooled), weights
+
+
+class UtteranceClassificationTask(Task):
+    """Classify whole utterances into a label field of a corpus subset.
+
+    Args:
+        name: task name (from the card).
+        corpus: corpus recipe (``mini``).
+        subset: corpus part (``style``, ``speaker``).
+        label_field: manifest field holding the class (``label`` or ``speaker``).
+        main_metric: recorded as the main metric (``accuracy``).
+        dim, hidden: front-end and BiLSTM sizes.
+        fusion: layer fusion mode; ``fusion_layer`` for ``single``.
+        embedding_init: ``random`` or ``tokenizer`` (codebook vectors, when available).
+        epochs, batch_size, lr, max_seconds: training budget.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        corpus: str,
+        subset: str,
+        label_field: str = "label",
+        dim: int = 128,
+        hidden: int = 128,
+        fusion: str = "attention",
+        fusion_layer: int = 0,
+        embedding_init: str = "random",
+        epochs: int = 20,
+        batch_size: int = 32,
+        lr: float = 2e-3,
+        max_seconds: float = 0.0,
+    ) -> None:
+        if label_field not in ("label", "speaker"):
+            raise ValueError(f"label_field must be 'label' or 'speaker', got {label_field!r}")
+        if embedding_init not in ("random", "tokenizer"):
+            raise ValueError(
+                f"embedding_init must be 'random' or 'tokenizer', got {embedding_init!r}"
+            )
+        self.info = TaskInfo(
+            name=name, kind="classification", main_metric="accuracy", corpus=corpus
+        )
+        self.subset, self.label_field = subset, label_field
+        self.dim, self.hidden, self.fusion, self.fusion_layer = dim, hidden, fusion, fusion_layer
+        self.embedding_init = embedding_init
+        self.train_config = TrainConfig(
+            epochs=epochs, batch_size=batch_size, lr=lr, max_seconds=max_seconds
+        )
+
+    def splits(self, context: BuildContext) -> Mapping[str, Any]:
+        return {
+            split: corpus_manifest(self.info.corpus, self.subset, split, context)
+            for split in ("train", "valid", "test")
+        }
+
+    def _labelled(self, split: Any, classes: dict[str, int] | None) -> list[Example]:
+        items = []
+        for utterance, tokens in split.items():
+            label = getattr(utterance, self.label_field)
+            if label is None:
+                raise DataError(f"{utterance.id}: no {self.label_field!r} in the manifest")
+            if classes is not None and label not in classes:
+                raise DataError(f"{utterance.id}: label {label!r} never seen in training")
+            items.append((utterance.id, tokens, label if classes is None else classes[label]))
+        return examples_from_tokens(items)
+
+    def run(self, run: Any) -> TaskOutput:
+        labels = sorted({getattr(u, self.label_field) for u in run.splits["train"].manifest})
+        classes = {label: index for index, label in enumerate(labels)}
+        train_set = self._labelled(run.splits["train"], classes)
+        valid_set = self._labelled(run.splits["valid"], classes)
+        test_set = self._labelled(run.splits["test"], classes)
+        torch.manual_seed(run.seed)
+        init = None
+        if self.embedding_init == "tokenizer" and not run.tokenizer_info.is_continuous:
+            init = run.embeddings()
+        model = ClassificationHead(
+            run.tokenizer_info,
+            len(classes),
+            self.dim,
+            self.hidden,
+            self.fusion,
+            self.fusion_layer,
+            init,
+        ).to(run.device)
+        loss = nn.CrossEntropyLoss()
+
+        def loss_fn(net: nn.Module, batch: Batch) -> torch.Tensor:
+            logits, _ = net(batch)
+            return loss(logits, torch.tensor(batch.targets, device=logits.device))
+
+        def error_rate(net: nn.Module) -> float:
+            predicted, _, _ = self._predict(net, valid_set, run.device)
+            return 1.0 - sum(
+                p == e.target for p, e in zip(predicted, valid_set, strict=True)
+            ) / len(valid_set)
+
+        result = train(
+            model,
+            loss_fn,
+            error_rate,
+            train_set,
+            self.train_config,
+            run.device,
+            run.seed,
+            run.progress,
+            f"{self.info.name} head",
+        )
+        predicted, weight_sum, frames = self._predict(model, test_set, run.device)
+        accuracy = Accuracy().compute(predicted, [e.target for e in test_set])
+        extras: dict[str, Any] = {
+            "training": {"history": result.history, "best_epoch": result.best_epoch},
+            "classes": labels,
+        }
+        if weight_sum is not None:
+            extras["layer_weights"] = (weight_sum / max(frames, 1)).tolist()
+        return TaskOutput(metrics={"accuracy": accuracy}, extras=extras)
+
+    @staticmethod
+    def _predict(
+        model: nn.Module, examples: list[Example], device: str
+    ) -> tuple[list[int], torch.Tensor | None, int]:
+        """Predicted class per example (input order), summed layer weights, valid frames."""
+        model.eval()
+        predictions: dict[str, int] = {}
+        weight_sum, frames = None, 0
+        with torch.no_grad():
+            for batch in batches(examples, 64, False, torch.Generator()):
+                batch = batch.to(device)
+                logits, weights = model(batch)
+                predictions.update(zip(batch.ids, logits.argmax(dim=-1).tolist(), strict=True))
+                if weights is not None:
+                    summed = summed_layer_weights(weights, batch.mask).cpu()
+                    weight_sum = summed if weight_sum is None else weight_sum + summed
+                    frames += int(batch.mask.sum())
+        return [predictions[e.id] for e in examples], weight_sum, frames
