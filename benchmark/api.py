@@ -254,6 +254,16 @@ class Tokenizer(abc.ABC):
         """Which corpus split to fit on, e.g. ``{"corpus": "mini", "split": "train"}``."""
         return None
 
+    def extraction_variant(self) -> tuple[Mapping[str, Any], int] | None:
+        """For variants that keep the first codebooks of one larger extraction (codec bitrates).
+
+        Returns ``(params of the full tokenizer, number of leading codebooks kept)``; the
+        harness then encodes once with the full tokenizer, caches that, and hands this variant
+        the first codebooks, so every bitrate of a codec shares one extraction. None (the
+        default) encodes with this tokenizer itself.
+        """
+        return None
+
     def state_fingerprint(self) -> Mapping[str, Any]:
         """Anything beyond the card that changes the tokens (resolved weight revision...)."""
         return {}
@@ -393,8 +403,12 @@ def construct(
         if signature is not None:
             signature.bind(**kwargs)
     except TypeError as exc:
+        accepted = [p for p in signature.parameters if p not in ("self", "context")]
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        unknown = [] if takes_any else sorted(set(kwargs) - set(signature.parameters))
+        problem = f"does not accept parameters {unknown}" if unknown else f"cannot be built: {exc}"
         raise ContractError(
-            f"{cls.__module__}.{cls.__qualname__} does not accept parameters "
-            f"{sorted(params)}: {exc}; fix the card's params"
+            f"{cls.__module__}.{cls.__qualname__} {problem}; its parameters are {accepted}: "
+            "fix the card's params"
         ) from None
     return cls(**kwargs)

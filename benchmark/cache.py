@@ -235,12 +235,16 @@ def _check_features(
     """Raise ContractError unless a continuous reference returned finite ``[B, N, K, D]``."""
     import torch
 
-    if features.ndim != 4 or features.shape[0] != len(batch_ids) or (
-        row_shape is not None and tuple(features.shape[2:]) != row_shape
+    if (
+        features.ndim != 4
+        or features.shape[0] != len(batch_ids)
+        or (row_shape is not None and tuple(features.shape[2:]) != row_shape)
     ):
         raise ContractError(
             f"continuous reference {name!r}: encode returned shape {tuple(features.shape)}, "
             f"expected [{len(batch_ids)}, N, *{row_shape}]"
         )
     if not bool(torch.isfinite(features).all()):
-        raise ContractError(f"continuous reference {name!r}: non-finite features near {batch_ids[0]!r}")
+        raise ContractError(
+            f"continuous reference {name!r}: non-finite features near {batch_ids[0]!r}"
+        )

@@ -105,6 +105,12 @@ class ResolvedCard:
     params: Mapping[str, Any]
     weights: Mapping[str, Any] | None
 
+    def with_overrides(self, overrides: Mapping[str, Any]) -> ResolvedCard:
+        """The same card with some parameters replaced (``--tokenizer-param k=v``)."""
+        if not overrides:
+            return self
+        return ResolvedCard(self.card, self.preset, {**self.params, **overrides}, self.weights)
+
     def fingerprint_payload(self) -> dict[str, Any]:
         """What of the card changes results: class, merged params, weights."""
         return {

@@ -92,6 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", type=Path, help="folder holding real corpora (full preset)")
     run.add_argument("--overwrite", action="store_true", help="rerun jobs whose records exist")
     run.add_argument(
+        "--tokenizer-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a tokenizer card parameter, VALUE in YAML (e.g. layers=[3,7] "
+        "num_clusters=500); records go to <tokenizer>~<hash>",
+    )
+    run.add_argument(
+        "--task-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a task card parameter (e.g. fusion=average epochs=5)",
+    )
+    run.add_argument(
         "--corpus-scale",
         type=float,
         default=1.0,
@@ -109,7 +124,54 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("corpus", choices=["mini"])
     prepare.add_argument("--corpus-scale", type=float, default=1.0)
     _common(prepare)
+
+    vocoder = commands.add_parser(
+        "train-vocoder", help="train a (scalable) unit HiFi-GAN vocoder on a tokenizer's tokens"
+    )
+    vocoder.add_argument("--tokenizer", required=True, metavar="NAME|CARD.yaml")
+    vocoder.add_argument(
+        "--layers",
+        metavar="I,J",
+        help="codebook indices (0-based) to train on; default all (the scalable vocoder)",
+    )
+    vocoder.add_argument(
+        "--layer-dropout",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="blank random codebooks while training (default: on when training on all)",
+    )
+    _vocoder_options(vocoder)
+    vocoder.add_argument("--out", type=Path, help="run folder (default: under WORKDIR/vocoders)")
+    vocoder.add_argument("--overwrite", action="store_true", help="retrain from scratch")
+    _common(vocoder)
+
+    study = commands.add_parser(
+        "vocoder-study",
+        help="single-layer vs scalable vocoders: train them, print the mel-distance table",
+    )
+    study.add_argument("--tokenizer", required=True, metavar="NAME|CARD.yaml")
+    _vocoder_options(study)
+    study.add_argument("--out", type=Path, help="JSON of the table (default: WORKDIR/studies/)")
+    _common(study)
     return parser
+
+
+def _vocoder_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="mini", help="mini (CPU, minutes) or full (GPU)")
+    parser.add_argument("--steps", type=int, help="override the preset's training steps")
+    parser.add_argument(
+        "--adversarial-steps",
+        type=int,
+        metavar="N",
+        help="train the last N steps with the discriminators (mini: 0, full: all)",
+    )
+    parser.add_argument(
+        "--corpus", help="mini-tts, mini-asr, ljspeech or libritts (default: the preset's)"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root", type=Path, help="folder holding LJSpeech-1.1 / LibriTTS")
+    parser.add_argument("--corpus-scale", type=float, default=1.0, help="shrink the mini corpus")
 
 
 def _setup_logging(debug: bool) -> None:
@@ -127,6 +189,22 @@ def _registries(args: argparse.Namespace):
     from benchmark.registry import build_registries
 
     return build_registries(args.plugin)
+
+
+def parse_overrides(items: list[str], option: str) -> tuple[tuple[str, object], ...]:
+    """``["k=v", ...]`` -> sorted ``((k, yaml(v)), ...)``; a malformed item is a UsageError."""
+    import yaml
+
+    parsed: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{option} {item!r}: expected KEY=VALUE, e.g. layers=[3,7]")
+        try:
+            parsed[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UsageError(f"{option} {item!r}: VALUE is not valid YAML") from None
+    return tuple(sorted(parsed.items()))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -156,6 +234,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         corpus_scale=args.corpus_scale,
         progress=not args.quiet,
+        tokenizer_params=parse_overrides(args.tokenizer_param, "--tokenizer-param"),
+        task_params=parse_overrides(args.task_param, "--task-param"),
     )
     outcomes = Runner(config, _registries(args)).run()
     for outcome in outcomes:
@@ -221,11 +301,82 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _vocoder_setup(args: argparse.Namespace):
+    """Runner, preset and encoded data of a vocoder command."""
+    from benchmark.runner import RunConfig, Runner
+    from benchmark.tasks.vocoder_study import check_device, prepare_data
+    from benchmark.tasks.vocoder_training import resolve_preset
+
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be >= 1, got {args.steps}")
+    if args.adversarial_steps is not None and args.adversarial_steps < 0:
+        raise UsageError(f"--adversarial-steps must be >= 0, got {args.adversarial_steps}")
+    preset = resolve_preset(args.preset).replace(
+        steps=args.steps, corpus=args.corpus, adversarial_steps=args.adversarial_steps
+    )
+    config = RunConfig(
+        tokenizers=(args.tokenizer,),
+        tasks=(),
+        preset=args.preset,
+        device=check_device(args.device),
+        workdir=args.workdir,
+        data_root=args.data_root,
+        corpus_scale=args.corpus_scale,
+        progress=not args.quiet,
+    )
+    runner = Runner(config, _registries(args))
+    return runner, preset, prepare_data(runner, args.tokenizer, preset)
+
+
+def cmd_train_vocoder(args: argparse.Namespace) -> int:
+    """Train one vocoder; print where it is and its validation curve."""
+    from benchmark.tasks.vocoder_study import parse_layers, train_one
+
+    runner, preset, data = _vocoder_setup(args)
+    layers = parse_layers(args.layers, data.info.num_codebooks)
+    dropout = args.layer_dropout
+    if dropout is None:
+        dropout = len(layers) == data.info.num_codebooks
+    run = train_one(
+        data, preset, layers, dropout, args.workdir, args.seed, runner.device,
+        not args.quiet, args.out, args.overwrite,
+    )  # fmt: skip
+    note = " (already trained, reused)" if run.skipped else ""
+    if run.resumed_from is not None:
+        note = f" (resumed at step {run.resumed_from})"
+    print(f"vocoder: {run.vocoder_path}{note}")
+    for record in run.history:
+        dnsmos = (record.get("dnsmos") or {}).get("value")
+        extra = f"  dnsmos {dnsmos:.2f}" if dnsmos is not None else ""
+        print(f"  step {record['step']:>6}  valid mel distance {record['mel_distance']:.4f}{extra}")
+    return EXIT_OK
+
+
+def cmd_vocoder_study(args: argparse.Namespace) -> int:
+    """Train single-layer and scalable vocoders, print and save the mel-distance table."""
+    from benchmark.tasks.vocoder_study import format_table, run_study, write_json
+
+    runner, preset, data = _vocoder_setup(args)
+    study = run_study(data, preset, args.workdir, args.seed, runner.device, not args.quiet)
+    out = args.out or args.workdir / "studies" / f"vocoder-{data.tokenizer_name}-{preset.name}.json"
+    write_json(out, study)
+    print(
+        f"valid mel distance ({study['valid_utterances']} utterances, lower is better), "
+        f"tokenizer {data.tokenizer_name}, preset {preset.name}, {preset.steps} steps each:"
+    )
+    for line in format_table(study):
+        print(line)
+    print(f"({study['seconds']:.0f} s) -> {out}")
+    return EXIT_OK
+
+
 COMMANDS = {
     "list": cmd_list,
     "run": cmd_run,
     "check-tokenizer": cmd_check_tokenizer,
     "prepare": cmd_prepare,
+    "train-vocoder": cmd_train_vocoder,
+    "vocoder-study": cmd_vocoder_study,
 }
 
 

@@ -9,11 +9,12 @@ inputs. A failing job leaves a ``failed`` record and the run goes on with the ne
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,14 @@ class RunConfig:
     corpus_scale: float = 1.0
     progress: bool = True
     max_batch_seconds: float = 160.0
+    tokenizer_params: tuple[tuple[str, Any], ...] = ()
+    task_params: tuple[tuple[str, Any], ...] = ()
+
+    def variant_name(self, name: str, overrides: tuple[tuple[str, Any], ...]) -> str:
+        """Record folder name: the card's name, plus a short hash when params are overridden."""
+        if not overrides:
+            return name
+        return f"{name}~{fingerprint(sorted(overrides))[:8]}"
 
     def resolved_device(self) -> str:
         """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``."""
@@ -101,12 +110,13 @@ class JobOutcome:
 
 
 @dataclass
-class _TokenizerState:
-    """A tokenizer built for this run, with the fingerprint of the tokens it produces."""
+class PreparedTokenizer:
+    """A tokenizer built (and fitted) for this run, with the fingerprint of its tokens."""
 
     tokenizer: Tokenizer
     fingerprint: str
-    splits: dict[str, TokenSplit] = field(default_factory=dict)
+    extractor: Tokenizer | None = None
+    kept_codebooks: int | None = None
 
 
 class Runner:
@@ -157,11 +167,11 @@ class Runner:
         return self.outcomes
 
     def _run_tokenizer(self, tokenizer_entry: Entry, task_entries: list[Entry]) -> None:
-        tok_card = tokenizer_entry.card.resolve(self.config.preset)
-        state: _TokenizerState | None = None
+        tok_card = self.resolve_card(tokenizer_entry, self.config.tokenizer_params)
+        state: PreparedTokenizer | None = None
         build_error: BaseException | None = None
         for task_entry in task_entries:
-            task_card = task_entry.card.resolve(self.config.preset)
+            task_card = self.resolve_card(task_entry, self.config.task_params)
             try:
                 task = construct(
                     task_entry.load(), task_card.params, self.context(task_card), task_entry.name
@@ -175,13 +185,7 @@ class Runner:
                 continue
             for seed in self.config.seeds:
                 job_fp = self._job_fingerprint(tok_card, task_card, manifests, seed)
-                path = record_path(
-                    self.config.results_dir,
-                    self.config.preset,
-                    tokenizer_entry.name,
-                    task_entry.name,
-                    seed,
-                )
+                path = self._record_path(tokenizer_entry, task_entry, seed)
                 if not self.config.overwrite and is_up_to_date(path, job_fp):
                     log.info(
                         "%s / %s / seed %d: up to date, skipped",
@@ -193,7 +197,7 @@ class Runner:
                     continue
                 if state is None and build_error is None:
                     try:
-                        state = self._build_tokenizer(tokenizer_entry, tok_card)
+                        state = self.build_tokenizer(tokenizer_entry, tok_card)
                     except (Exception, KeyboardInterrupt) as exc:
                         if isinstance(exc, KeyboardInterrupt):
                             raise
@@ -235,7 +239,7 @@ class Runner:
 
     # --- steps ----------------------------------------------------------------------------
 
-    def _build_tokenizer(self, entry: Entry, card: ResolvedCard) -> _TokenizerState:
+    def build_tokenizer(self, entry: Entry, card: ResolvedCard) -> PreparedTokenizer:
         """Construct the tokenizer and fit it (once per fit fingerprint) when it needs to."""
         tokenizer = construct(entry.load(), card.params, self.context(card), entry.name)
         fit_fp = None
@@ -249,7 +253,39 @@ class Runner:
                 "fit": fit_fp,
             }
         )
-        return _TokenizerState(tokenizer, tokenizer_fp)
+        variant = tokenizer.extraction_variant()
+        if variant is None:
+            return PreparedTokenizer(tokenizer, tokenizer_fp)
+        full_params, kept = variant
+        extractor = construct(entry.load(), full_params, self.context(card), entry.name)
+        if extractor.extraction_variant() is not None or not (
+            0 < kept <= extractor.info.num_codebooks
+        ):
+            raise BenchmarkError(
+                f"tokenizer {entry.name!r}: extraction_variant must name a full tokenizer and "
+                f"1..{extractor.info.num_codebooks} leading codebooks, got {kept}"
+            )
+        extractor_fp = fingerprint(
+            {
+                "class": card.card.target,
+                "params": dict(full_params),
+                "weights": dict(card.weights) if card.weights else None,
+                "info": extractor.info.to_dict(),
+                "state": dict(extractor.state_fingerprint()),
+            }
+        )
+        return PreparedTokenizer(tokenizer, extractor_fp, extractor, kept)
+
+    def resolve_card(
+        self, entry: Entry, overrides: tuple[tuple[str, Any], ...] = ()
+    ) -> ResolvedCard:
+        """The entry's card for this run's preset, with command-line overrides applied."""
+        return entry.card.resolve(self.config.preset).with_overrides(dict(overrides))
+
+    def prepare_tokenizer(self, name_or_card: str) -> PreparedTokenizer:
+        """Build and fit a tokenizer by name or card path (for commands beyond ``run``)."""
+        entry = self.registries.resolve_name("tokenizer", name_or_card)
+        return self.build_tokenizer(entry, self.resolve_card(entry, self.config.tokenizer_params))
 
     def fit_tokenizer(self, tokenizer: Tokenizer, card: ResolvedCard) -> str:
         """Fit the tokenizer on its fit data once per fingerprint, then load what it learnt.
@@ -287,24 +323,35 @@ class Runner:
         tokenizer.load_fitted(out_dir)
         return fit_fp
 
-    def _tokens(self, state: _TokenizerState, split: str, manifest: Manifest) -> TokenSplit:
-        """Cached tokens of one manifest, encoding it if the cache lacks them."""
-        sizes = state.tokenizer.info.codebook_sizes
-        cached = self.cache.load(state.fingerprint, manifest, sizes)
-        if cached is not None:
-            return cached
-        from tqdm.auto import tqdm
+    def tokens(self, state: PreparedTokenizer, split: str, manifest: Manifest) -> TokenSplit:
+        """Cached tokens of one manifest, encoding it if the cache lacks them.
 
-        rate = state.tokenizer.info.sample_rate
-        batches = iter_audio_batches(manifest, rate, self.config.max_batch_seconds)
-        bar = tqdm(
-            batches,
-            desc=f"encode {state.tokenizer.info.name} {split}",
-            unit="batch",
-            disable=not self.config.progress,
-            leave=False,
+        A codebook-prefix variant reads the full extraction's cache and keeps its first
+        codebooks (a view, no copy).
+        """
+        encoder = state.extractor or state.tokenizer
+        sizes = encoder.info.codebook_sizes
+        cached = self.cache.load(state.fingerprint, manifest, sizes)
+        if cached is None:
+            from tqdm.auto import tqdm
+
+            rate = encoder.info.sample_rate
+            batches = iter_audio_batches(manifest, rate, self.config.max_batch_seconds)
+            bar = tqdm(
+                batches,
+                desc=f"encode {encoder.info.name} {split}",
+                unit="batch",
+                disable=not self.config.progress,
+                leave=False,
+            )
+            cached = self.cache.build(encoder, state.fingerprint, manifest, iter(bar))
+        if state.kept_codebooks is None:
+            return cached
+        return dataclasses.replace(
+            cached,
+            data=cached.data[:, : state.kept_codebooks],
+            codebook_sizes=state.tokenizer.info.codebook_sizes,
         )
-        return self.cache.build(state.tokenizer, state.fingerprint, manifest, iter(bar))
 
     def _run_job(
         self,
@@ -316,11 +363,9 @@ class Runner:
         manifests: Mapping[str, Manifest],
         seed: int,
         job_fp: str,
-        state: _TokenizerState,
+        state: PreparedTokenizer,
     ) -> None:
-        path = record_path(
-            self.config.results_dir, self.config.preset, tok_entry.name, task_entry.name, seed
-        )
+        path = self._record_path(tok_entry, task_entry, seed)
         profile = Profile()
         started = datetime.now(UTC).isoformat(timespec="seconds")
         record = self._base_record(
@@ -329,7 +374,7 @@ class Runner:
         record["tokenizer_info"] = state.tokenizer.info.to_dict()
         try:
             with profile.step("encode", self.device):
-                splits = {name: self._tokens(state, name, m) for name, m in manifests.items()}
+                splits = {name: self.tokens(state, name, m) for name, m in manifests.items()}
             out_dir = Path(self.config.workdir) / "jobs" / job_fp[:16]
             out_dir.mkdir(parents=True, exist_ok=True)
             task_run = TaskRun(
@@ -365,6 +410,15 @@ class Runner:
 
     # --- records --------------------------------------------------------------------------
 
+    def _record_path(self, tok_entry: Entry, task_entry: Entry, seed: int) -> Path:
+        return record_path(
+            self.config.results_dir,
+            self.config.preset,
+            self.config.variant_name(tok_entry.name, self.config.tokenizer_params),
+            self.config.variant_name(task_entry.name, self.config.task_params),
+            seed,
+        )
+
     def _base_record(
         self,
         tok_entry: Entry,
@@ -378,8 +432,12 @@ class Runner:
         return {
             "schema_version": SCHEMA_VERSION,
             "status": "failed",
-            "tokenizer": tok_entry.name,
-            "task": task_entry.name,
+            "tokenizer": self.config.variant_name(tok_entry.name, self.config.tokenizer_params),
+            "task": self.config.variant_name(task_entry.name, self.config.task_params),
+            "overrides": {
+                "tokenizer": dict(self.config.tokenizer_params),
+                "task": dict(self.config.task_params),
+            },
             "seed": seed,
             "preset": self.config.preset,
             "fingerprint": job_fp,
@@ -418,9 +476,7 @@ class Runner:
         job_fp: str | None,
         exc: BaseException,
     ) -> None:
-        path = record_path(
-            self.config.results_dir, self.config.preset, tok_entry.name, task_entry.name, seed
-        )
+        path = self._record_path(tok_entry, task_entry, seed)
         record = self._base_record(tok_entry, task_entry, tok_card, task_card, None, seed, job_fp)
         record.update(_error_fields(exc))
         write_record(path, record)

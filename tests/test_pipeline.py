@@ -250,3 +250,30 @@ def test_run_killed_mid_way_resumes(workdir, tmp_path):
     record = json.loads(next(results.rglob("seed0.json")).read_text())
     assert record["status"] == "ok"
     assert not list((fresh / "tokens").rglob("*.partial"))
+
+
+def test_parameter_overrides_make_a_separate_variant(workdir, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_TEST_COUNT_FILE", str(tmp_path / "calls"))
+    results = tmp_path / "results"
+    task = _task_card(tmp_path, epochs=1)
+    outcome = _runner(workdir, results, task, task_params=(("dim", 16),)).run()[0]
+    assert outcome.status == "ok"
+    assert outcome.path.parent.name.startswith("style-quick~")
+    record = json.loads(outcome.path.read_text())
+    assert record["overrides"]["task"] == {"dim": 16}
+    assert record["config"]["task"]["params"]["dim"] == 16
+    bad = _runner(workdir, results, task, task_params=(("dimm", 16),)).run()[0]
+    assert bad.status == "failed" and "does not accept parameters ['dimm']" in bad.error
+
+
+def test_parse_overrides_reads_yaml_values():
+    from benchmark.cli import parse_overrides
+    from benchmark.errors import UsageError
+
+    assert parse_overrides(["layers=[3, 7]", "k=500", "data={subset: asr}"], "--x") == (
+        ("data", {"subset": "asr"}),
+        ("k", 500),
+        ("layers", [3, 7]),
+    )
+    with pytest.raises(UsageError, match="expected KEY=VALUE"):
+        parse_overrides(["layers"], "--tokenizer-param")

@@ -54,7 +54,12 @@ class FeatureFrontEnd(nn.Module):
     """
 
     def __init__(
-        self, num_layers: int, in_dim: int, dim: int, fusion: str = "attention", fusion_layer: int = 0
+        self,
+        num_layers: int,
+        in_dim: int,
+        dim: int,
+        fusion: str = "attention",
+        fusion_layer: int = 0,
     ) -> None:
         super().__init__()
         self.norms = nn.ModuleList(nn.LayerNorm(in_dim) for _ in range(num_layers))

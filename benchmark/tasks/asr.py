@@ -17,9 +17,17 @@ from benchmark.api import BuildContext, Task, TaskInfo, TaskOutput, TokenizerInf
 from benchmark.data.corpora import corpus_manifest
 from benchmark.errors import DataError
 from benchmark.metrics.asr import CharacterErrorRate, WordErrorRate, normalise_text
+from benchmark.models.bilstm import MaskedBiLSTM
 from benchmark.models.frontend import build_frontend
 from benchmark.models.fusion import summed_layer_weights
-from benchmark.tasks.training import Batch, Example, TrainConfig, batches, examples_from_tokens, train
+from benchmark.tasks.training import (
+    Batch,
+    Example,
+    TrainConfig,
+    batches,
+    examples_from_tokens,
+    train,
+)
 
 BLANK = 0
 
@@ -68,25 +76,14 @@ class CTCHead(nn.Module):
     ) -> None:
         super().__init__()
         self.frontend = build_frontend(info, dim, fusion, fusion_layer, init)
-        self.encoder = nn.LSTM(
-            dim, hidden, num_layers=layers, batch_first=True, bidirectional=True, dropout=dropout
-        )
+        self.encoder = MaskedBiLSTM(dim, hidden, num_layers=layers, dropout=dropout)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(2 * hidden, vocab_size)
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Log-probabilities ``[B, N, V]`` and layer weights ``[B, N, K]`` (or None)."""
         fused, weights = self.frontend(batch.tokens, batch.mask)
-        packed = nn.utils.rnn.pack_padded_sequence(
-            self.dropout(fused),
-            batch.lengths.cpu().clamp(min=1),
-            batch_first=True,
-            enforce_sorted=False,
-        )
-        encoded, _ = self.encoder(packed)
-        encoded, _ = nn.utils.rnn.pad_packed_sequence(
-            encoded, batch_first=True, total_length=fused.shape[1]
-        )
+        encoded = self.encoder(self.dropout(fused), batch.lengths)
         return self.output(self.dropout(encoded)).log_softmax(dim=-1), weights
 
 
@@ -125,7 +122,9 @@ class ASRTask(Task):
         max_seconds: float = 0.0,
     ) -> None:
         if embedding_init not in ("random", "tokenizer"):
-            raise ValueError(f"embedding_init must be 'random' or 'tokenizer', got {embedding_init!r}")
+            raise ValueError(
+                f"embedding_init must be 'random' or 'tokenizer', got {embedding_init!r}"
+            )
         if not test_splits:
             raise ValueError("test_splits is empty: name at least one test split")
         self.info = TaskInfo(name=name, kind="asr", main_metric="wer", corpus=corpus)
@@ -163,8 +162,14 @@ class ASRTask(Task):
         if self.embedding_init == "tokenizer" and not run.tokenizer_info.is_continuous:
             init = run.embeddings()
         model = CTCHead(
-            run.tokenizer_info, len(vocabulary), self.dim, self.hidden, self.layers,
-            self.fusion, self.fusion_layer, init=init,
+            run.tokenizer_info,
+            len(vocabulary),
+            self.dim,
+            self.hidden,
+            self.layers,
+            self.fusion,
+            self.fusion_layer,
+            init=init,
         ).to(run.device)
         ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
 
@@ -173,8 +178,10 @@ class ASRTask(Task):
             targets = [torch.tensor(vocabulary.encode(t), dtype=torch.int64) for t in batch.targets]
             target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.int64)
             return ctc(
-                log_probs.transpose(0, 1), torch.cat(targets).to(log_probs.device),
-                batch.lengths, target_lengths,
+                log_probs.transpose(0, 1),
+                torch.cat(targets).to(log_probs.device),
+                batch.lengths,
+                target_lengths,
             )
 
         def valid_cer(net: nn.Module) -> float:
@@ -182,14 +189,27 @@ class ASRTask(Task):
             return CharacterErrorRate().compute(hypotheses, [e.target for e in valid_set]).value
 
         result = train(
-            model, loss_fn, valid_cer, train_set, self.train_config, run.device, run.seed,
-            run.progress, f"{self.info.name} head",
+            model,
+            loss_fn,
+            valid_cer,
+            train_set,
+            self.train_config,
+            run.device,
+            run.seed,
+            run.progress,
+            f"{self.info.name} head",
         )
-        metrics, extras = {}, {
-            "training": {"history": result.history, "best_epoch": result.best_epoch,
-                         "seconds": result.seconds},
-            "vocabulary": "".join(vocabulary.chars),
-        }
+        metrics, extras = (
+            {},
+            {
+                "training": {
+                    "history": result.history,
+                    "best_epoch": result.best_epoch,
+                    "seconds": result.seconds,
+                },
+                "vocabulary": "".join(vocabulary.chars),
+            },
+        )
         weight_sum, frames, examples_out = None, 0, {}
         for split_name in self.test_splits:
             test_set = self._examples(run.splits[f"test:{split_name}"], vocabulary)

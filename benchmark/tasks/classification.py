@@ -17,6 +17,7 @@ from benchmark.api import BuildContext, Task, TaskInfo, TaskOutput, TokenizerInf
 from benchmark.data.corpora import corpus_manifest
 from benchmark.errors import DataError
 from benchmark.metrics.classification import Accuracy
+from benchmark.models.bilstm import MaskedBiLSTM
 from benchmark.models.frontend import build_frontend
 from benchmark.models.fusion import summed_layer_weights
 from benchmark.tasks.training import (
@@ -44,19 +45,13 @@ class ClassificationHead(nn.Module):
     ) -> None:
         super().__init__()
         self.frontend = build_frontend(info, dim, fusion, fusion_layer, init)
-        self.encoder = nn.LSTM(dim, hidden, batch_first=True, bidirectional=True)
+        self.encoder = MaskedBiLSTM(dim, hidden)
         self.classifier = nn.Sequential(nn.Dropout(0.1), nn.Linear(4 * hidden, num_classes))
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits ``[B, classes]`` and layer weights ``[B, N, K]`` (or None)."""
         fused, weights = self.frontend(batch.tokens, batch.mask)
-        packed = nn.utils.rnn.pack_padded_sequence(
-            fused, batch.lengths.cpu().clamp(min=1), batch_first=True, enforce_sorted=False
-        )
-        encoded, _ = self.encoder(packed)
-        encoded, _ = nn.utils.rnn.pad_packed_sequence(
-            encoded, batch_first=True, total_length=fused.shape[1]
-        )
+        encoded = self.encoder(fused, batch.lengths)
         mask = batch.mask.unsqueeze(-1).float()
         count = mask.sum(dim=1).clamp(min=1.0)
         mean = (encoded * mask).sum(dim=1) / count

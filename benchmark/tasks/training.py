@@ -168,10 +168,14 @@ def train(
     best_state = copy.deepcopy(model.state_dict())
     start = time.perf_counter()
     bar = tqdm(total=total_steps, desc=description, disable=not progress, leave=False)
+    out_of_time = False
     for epoch in range(config.epochs):
         model.train()
         losses = []
         for batch in batches(train_examples, config.batch_size, True, generator):
+            if config.max_seconds and time.perf_counter() - start > config.max_seconds:
+                out_of_time = True  # validate what we have, then stop
+                break
             loss = loss_fn(model, batch.to(device))
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -185,17 +189,25 @@ def train(
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
+        if not losses:
+            break
         model.eval()
         with torch.no_grad():
             score = float(validate(model))
         result.history.append(
-            {"epoch": epoch, "train_loss": float(np.mean(losses)), "valid_score": score}
+            {
+                "epoch": epoch,
+                "steps": len(losses),
+                "train_loss": float(np.mean(losses)),
+                "valid_score": score,
+                "seconds": time.perf_counter() - start,
+            }
         )
         log.info("%s epoch %d: loss %.4f, valid %.4f", description, epoch, np.mean(losses), score)
         if score < result.best_score:
             result.best_score, result.best_epoch = score, epoch
             best_state = copy.deepcopy(model.state_dict())
-        if config.max_seconds and time.perf_counter() - start > config.max_seconds:
+        if out_of_time:
             log.info(
                 "%s: time budget of %.0f s reached at epoch %d",
                 description,

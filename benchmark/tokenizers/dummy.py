@@ -111,6 +111,12 @@ class MelBandTokenizer(Tokenizer):
             self._inverse_mel = torchaudio.transforms.InverseMelScale(
                 n_stft=n_stft, n_mels=decode_mels, sample_rate=self.sample_rate
             )
+            # Many narrow mel filters on a short window can cover the same STFT bins: the
+            # filter matrix is then rank-deficient and the default ``gels`` driver refuses it;
+            # ``gelsd`` (SVD, minimum norm) gives the same answer whenever the rank is full.
+            fb = self._inverse_mel.fb
+            if int(torch.linalg.matrix_rank(fb)) < fb.shape[1]:
+                self._inverse_mel.driver = "gelsd"
         band_fb = self._mel.mel_scale.fb  # [n_stft, K]
         fine_fb = self._inverse_mel.fb  # [n_stft, M]
         if bool((band_fb.sum(dim=0) <= 0).any()) or bool((fine_fb.sum(dim=0) <= 0).any()):
