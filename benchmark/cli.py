@@ -304,8 +304,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def _vocoder_setup(args: argparse.Namespace):
     """Runner, preset and encoded data of a vocoder command."""
     from benchmark.runner import RunConfig, Runner
+    from benchmark.tasks.vocoder_presets import resolve_preset
     from benchmark.tasks.vocoder_study import check_device, prepare_data
-    from benchmark.tasks.vocoder_training import resolve_preset
 
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")

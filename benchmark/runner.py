@@ -257,20 +257,26 @@ class Runner:
         if variant is None:
             return PreparedTokenizer(tokenizer, tokenizer_fp)
         full_params, kept = variant
-        extractor = construct(entry.load(), full_params, self.context(card), entry.name)
-        if extractor.extraction_variant() is not None or not (
-            0 < kept <= extractor.info.num_codebooks
-        ):
+        full_params = {k: v for k, v in full_params.items() if k != "name"}
+        own_params = {k: v for k, v in card.params.items() if k != "name"}
+        extractor = (
+            tokenizer
+            if full_params == own_params
+            else construct(entry.load(), full_params, self.context(card))
+        )
+        if not 0 < kept <= extractor.info.num_codebooks:
             raise BenchmarkError(
-                f"tokenizer {entry.name!r}: extraction_variant must name a full tokenizer and "
-                f"1..{extractor.info.num_codebooks} leading codebooks, got {kept}"
+                f"tokenizer {entry.name!r}: extraction_variant keeps {kept} codebooks, the full "
+                f"extraction has 1..{extractor.info.num_codebooks}"
             )
+        # Names are left out, so every card that shares the full extraction shares its cache.
+        info = {k: v for k, v in extractor.info.to_dict().items() if k != "name"}
         extractor_fp = fingerprint(
             {
                 "class": card.card.target,
-                "params": dict(full_params),
+                "params": full_params,
                 "weights": dict(card.weights) if card.weights else None,
-                "info": extractor.info.to_dict(),
+                "info": info,
                 "state": dict(extractor.state_fingerprint()),
             }
         )

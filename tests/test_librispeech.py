@@ -306,3 +306,16 @@ def test_asr_task_splits(corpus, tmp_path):
     for key, split in [("train", "train-clean-100"), ("valid", "dev-clean")]:
         assert [u.id for u in splits[key]] == sorted(expected[split])
     assert [u.id for u in splits["test:test-clean"]] == sorted(expected["test-clean"])
+
+
+def test_train_960_is_the_union_of_its_splits(corpus, tmp_path, monkeypatch):
+    from benchmark.data import librispeech
+
+    root, expected = corpus
+    with pytest.raises(DataError, match="train-clean-360"):  # absent from the fixture
+        librispeech_manifest(root, "train-960", tmp_path / "cache", progress=False)
+    monkeypatch.setitem(librispeech.SPLIT_UNIONS, "train-960", ("train-clean-100", "dev-clean"))
+    union = librispeech_manifest(root, "train-960", tmp_path / "cache", progress=False)
+    assert [u.id for u in union] == sorted(expected["train-clean-100"]) + sorted(
+        expected["dev-clean"]
+    )

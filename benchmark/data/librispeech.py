@@ -41,6 +41,11 @@ SPLITS: tuple[str, ...] = (
     "test-clean",
     "test-other",
 )
+#: Unions of splits, as the literature names them (the 960 h of LibriSpeech training data
+#: that out-of-domain k-means are trained on).
+SPLIT_UNIONS: dict[str, tuple[str, ...]] = {
+    "train-960": ("train-clean-100", "train-clean-360", "train-other-500"),
+}
 FOLDER = "LibriSpeech"
 DOWNLOAD_HINT = "download it from openslr.org/12"
 NO_DATA_ROOT = (
@@ -98,7 +103,8 @@ def split_folder(data_root: Path | None, split: str) -> Path:
         DataError: unknown split name, no ``data_root``, or the split folder is missing.
     """
     if split not in SPLITS:
-        raise DataError(f"unknown LibriSpeech split {split!r}; known splits: {', '.join(SPLITS)}")
+        known = ", ".join((*SPLITS, *SPLIT_UNIONS))
+        raise DataError(f"unknown LibriSpeech split {split!r}; known splits: {known}")
     folder = corpus_folder(data_root, split) / split
     if not folder.is_dir():
         raise DataError(
@@ -270,7 +276,8 @@ def librispeech_manifest(
     Args:
         data_root: the ``--data-root`` directory holding ``LibriSpeech/`` (or the
             ``LibriSpeech`` folder itself).
-        split: one of :data:`SPLITS` (``train-clean-100``, ``dev-clean``, ``test-clean``, ...).
+        split: one of :data:`SPLITS` (``train-clean-100``, ``dev-clean``, ``test-clean``, ...)
+            or a union of :data:`SPLIT_UNIONS` (``train-960``).
         cache_dir: where manifests are cached (``<cache_dir>/librispeech/<split>-<hash>.jsonl``).
         progress: show a tqdm bar over chapters while building.
 
@@ -281,6 +288,13 @@ def librispeech_manifest(
     Raises:
         DataError: no ``data_root``, an unknown or missing split, or a broken layout.
     """
+    if split in SPLIT_UNIONS:
+        parts = [
+            librispeech_manifest(data_root, part, cache_dir, progress)
+            for part in SPLIT_UNIONS[split]
+        ]
+        utterances = tuple(u for part in parts for u in part.utterances)
+        return Manifest(utterances, root=parts[0].root, source=None)
     folder = split_folder(data_root, split).resolve()
     entries = list_files(folder)
     path = Path(cache_dir) / "librispeech" / f"{split}-{listing_hash(folder, entries)}.jsonl"
