@@ -306,7 +306,13 @@ class Runner:
             spec.get("split", "train"),
             self.context(card),
         )
-        fit_fp = fingerprint({"card": card.fingerprint_payload(), "data": manifest.fingerprint()})
+        fit_fp = fingerprint(
+            {
+                "card": card.fingerprint_payload(),
+                "state": dict(tokenizer.state_fingerprint()),  # weights identity, pre-fit
+                "data": manifest.fingerprint(),
+            }
+        )
         out_dir = Path(self.config.workdir) / "fitted" / fit_fp[:16]
         marker = out_dir / "COMPLETE"
         if not marker.is_file():
@@ -316,7 +322,12 @@ class Runner:
             rate = tokenizer.info.sample_rate
             data = FitData(
                 name=f"{spec.get('corpus', 'mini')}/{spec['subset']}/{spec.get('split', 'train')}",
-                batches=lambda: iter_audio_batches(manifest, rate, self.config.max_batch_seconds),
+                batches=lambda: (
+                    (wav, lengths)
+                    for _, wav, lengths in iter_audio_batches(
+                        manifest, rate, self.config.max_batch_seconds
+                    )
+                ),
                 num_utterances=len(manifest),
             )
             log.info(

@@ -46,7 +46,7 @@ from benchmark.errors import DataError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
-MINI_VERSION = "1"
+MINI_VERSION = "2"
 SUBSETS: tuple[str, ...] = ("asr", "speaker", "style", "enhance", "tts", "ood")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 MARKER = "COMPLETE"
@@ -125,9 +125,15 @@ class MiniConfig:
         held_out = self.n_valid_speakers + self.n_test_speakers
         if self.n_valid_speakers < 1 or self.n_test_speakers < 1 or self.n_speakers < held_out + 2:
             raise ValueError("MiniConfig needs >= 1 valid, >= 1 test and >= 2 train speakers")
-        if self.n_speakers > len(ACCENTS) * len(MAIN_VARIANTS):
+        if self.n_speakers > 2 * len(MAIN_VARIANTS) or self.n_speakers % 2:
             raise ValueError(
-                f"MiniConfig.n_speakers is at most {len(ACCENTS) * len(MAIN_VARIANTS)}"
+                f"MiniConfig.n_speakers must be even (speakers come in pairs sharing a voice "
+                f"variant) and at most {2 * len(MAIN_VARIANTS)}"
+            )
+        if held_out > self.n_speakers // 2:
+            raise ValueError(
+                "MiniConfig holds out at most one speaker per variant pair: "
+                "n_valid_speakers + n_test_speakers must be <= n_speakers / 2"
             )
         if not 1 <= self.ood_speakers <= len(ACCENTS) * len(OOD_VARIANTS):
             raise ValueError("MiniConfig.ood_speakers is out of range")
@@ -253,13 +259,23 @@ def _rng(config: MiniConfig, stream: str) -> np.random.Generator:
 
 
 def _make_speakers(
-    rng: np.random.Generator, count: int, variants: tuple[str, ...], prefix: str
+    rng: np.random.Generator,
+    count: int,
+    variants: tuple[str, ...],
+    prefix: str,
+    per_variant: int = 1,
 ) -> list[_Speaker]:
+    """Synthetic speakers; ``per_variant`` consecutive speakers share one voice variant.
+
+    Speakers sharing a variant still differ in accent, pitch and rate, like two people with
+    similar voices; sharing lets held-out (speaker-disjoint) speakers have voice qualities
+    that training saw, so the ASR test measures speaker generalisation, not a new synthesiser.
+    """
     variant_order = rng.permutation(len(variants))
     accent_order = rng.permutation(len(ACCENTS))
     speakers = []
     for i in range(count):
-        variant = variants[variant_order[i % len(variants)]]
+        variant = variants[variant_order[(i // per_variant) % len(variants)]]
         accent = ACCENTS[accent_order[(i + i // len(variants)) % len(ACCENTS)]]
         pitch, rate = int(rng.integers(30, 71)), int(rng.integers(145, 186))
         speakers.append(_Speaker(f"{prefix}{i:02d}", accent, variant, pitch, rate))
@@ -282,9 +298,15 @@ class _Plan:
         self.seen: set[str] = set()  # every sentence of the corpus is unique
         self.rngs = {name: _rng(config, f"text-{name}") for name in SUBSETS}
         c = config
-        self.speakers = _make_speakers(_rng(c, "speakers"), c.n_speakers, MAIN_VARIANTS, "spk")
-        order = [self.speakers[i].id for i in _rng(c, "speaker-split").permutation(c.n_speakers)]
+        self.speakers = _make_speakers(
+            _rng(c, "speakers"), c.n_speakers, MAIN_VARIANTS, "spk", per_variant=2
+        )
+        # hold out at most one speaker of each variant pair, so the other one trains
+        pairs = _rng(c, "speaker-split").permutation(c.n_speakers // 2)
         held_out = c.n_valid_speakers + c.n_test_speakers
+        picked = [2 * int(p) + int(_rng(c, f"pick-{p}").integers(2)) for p in pairs[:held_out]]
+        rest = [i for i in range(c.n_speakers) if i not in picked]
+        order = [self.speakers[i].id for i in picked + rest]
         self.split_of = {spk: "train" for spk in order[held_out:]}
         self.split_of |= {spk: "valid" for spk in order[: c.n_valid_speakers]}
         self.split_of |= {spk: "test" for spk in order[c.n_valid_speakers : held_out]}

@@ -59,6 +59,32 @@ class CharacterVocabulary:
         return "".join(out).strip()
 
 
+def time_mask(
+    frames: torch.Tensor, lengths: torch.Tensor, count: int, max_width: int
+) -> torch.Tensor:
+    """SpecAugment-style time masking of fused frames (a new tensor; the input is kept).
+
+    Args:
+        frames: ``[B, N, D]`` fused frames.
+        lengths: ``[B]`` valid frames.
+        count: masks per utterance.
+        max_width: widest mask, in frames (uniform in ``0..max_width``).
+
+    Returns:
+        ``[B, N, D]`` with ``count`` random spans per utterance set to zero.
+    """
+    batch, n = frames.shape[:2]
+    keep = torch.ones(batch, n, device=frames.device)
+    positions = torch.arange(n, device=frames.device)
+    for _ in range(count):
+        widths = torch.randint(0, max_width + 1, (batch,), device=frames.device)
+        room = (lengths.to(frames.device) - widths).clamp(min=1)
+        starts = (torch.rand(batch, device=frames.device) * room).long()
+        span = (positions[None] >= starts[:, None]) & (positions[None] < (starts + widths)[:, None])
+        keep = keep.masked_fill(span, 0.0)
+    return frames * keep.unsqueeze(-1)
+
+
 class CTCHead(nn.Module):
     """Tokens ``[B, N, K]`` (or features ``[B, N, K, D]``) -> log-probabilities ``[B, N, V]``."""
 
@@ -73,8 +99,11 @@ class CTCHead(nn.Module):
         fusion_layer: int = 0,
         dropout: float = 0.15,
         init: torch.Tensor | None = None,
+        time_masks: int = 0,
+        time_mask_width: int = 10,
     ) -> None:
         super().__init__()
+        self.time_masks, self.time_mask_width = time_masks, time_mask_width
         self.frontend = build_frontend(info, dim, fusion, fusion_layer, init)
         self.encoder = MaskedBiLSTM(dim, hidden, num_layers=layers, dropout=dropout)
         self.dropout = nn.Dropout(dropout)
@@ -83,6 +112,8 @@ class CTCHead(nn.Module):
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Log-probabilities ``[B, N, V]`` and layer weights ``[B, N, K]`` (or None)."""
         fused, weights = self.frontend(batch.tokens, batch.mask)
+        if self.training and self.time_masks:
+            fused = time_mask(fused, batch.lengths, self.time_masks, self.time_mask_width)
         encoded = self.encoder(self.dropout(fused), batch.lengths)
         return self.output(self.dropout(encoded)).log_softmax(dim=-1), weights
 
@@ -100,6 +131,8 @@ class ASRTask(Task):
         fusion, fusion_layer: layer fusion mode (informed layer selector by default).
         embedding_init: ``random`` or ``tokenizer`` (codebook vectors).
         epochs, batch_size, lr, max_seconds: training budget.
+        dropout, time_masks, time_mask_width: regularisation (SpecAugment-style time masks
+            on the fused frames while training).
     """
 
     def __init__(
@@ -120,6 +153,9 @@ class ASRTask(Task):
         batch_size: int = 16,
         lr: float = 2e-3,
         max_seconds: float = 0.0,
+        dropout: float = 0.15,
+        time_masks: int = 2,
+        time_mask_width: int = 10,
     ) -> None:
         if embedding_init not in ("random", "tokenizer"):
             raise ValueError(
@@ -133,6 +169,11 @@ class ASRTask(Task):
         self.test_splits = tuple(test_splits)
         self.dim, self.hidden, self.layers = dim, hidden, layers
         self.fusion, self.fusion_layer, self.embedding_init = fusion, fusion_layer, embedding_init
+        self.regularisation = {
+            "dropout": dropout,
+            "time_masks": time_masks,
+            "time_mask_width": time_mask_width,
+        }
         self.train_config = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, max_seconds=max_seconds
         )
@@ -170,6 +211,7 @@ class ASRTask(Task):
             self.fusion,
             self.fusion_layer,
             init=init,
+            **self.regularisation,
         ).to(run.device)
         ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.api import Tokenizer, TokenizerInfo
+from benchmark.api import BuildContext, Tokenizer, TokenizerInfo
 from benchmark.tokenizers.dummy import MelBandTokenizer
 
 
@@ -48,3 +48,53 @@ class LogMelReference(Tokenizer):
         energies, frame_lengths = self._analysis.band_db(wav, lengths)
         features = (energies - self._analysis.min_db) / self._scale
         return features.unsqueeze(2), frame_lengths
+
+
+class SSLHiddenStates(Tokenizer):
+    """DASB's continuous baseline: hidden states of chosen SSL layers, ``[B, N, L, D]``.
+
+    The heads fuse the layers with the same informed layer selector as for tokens (a learned
+    weighting over layers), so the continuous row differs from ``wavlm-attn`` only by the
+    absence of k-means.
+
+    Args:
+        family: ``wavlm``, ``hubert`` or ``wav2vec2``.
+        layers: 1-based transformer layers.
+        tiny_model: use the tiny random model of the same architecture (``mini`` preset).
+        dtype: ``fp32`` or ``bf16`` forward.
+        name: registry name.
+        context: build context (device, workdir, card weights).
+    """
+
+    def __init__(
+        self,
+        family: str = "wavlm",
+        layers: tuple[int, ...] | list[int] = (3, 7, 12, 18, 23),
+        tiny_model: bool = False,
+        dtype: str = "fp32",
+        name: str = "continuous",
+        context: BuildContext | None = None,
+    ) -> None:
+        from benchmark.models.ssl_features import open_ssl_extractor
+
+        self.extractor = open_ssl_extractor(
+            family, tuple(layers), tiny_model, context or BuildContext(), dtype
+        )
+        model_info = self.extractor.info
+        self.info = TokenizerInfo(
+            name=name,
+            sample_rate=model_info.sample_rate,
+            frame_rate=model_info.sample_rate / model_info.hop,
+            layers=tuple(layers),
+            feature_dim=model_info.hidden_size,
+        )
+
+    def encode(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``[B, N, L, D]`` (float32, CPU) and frame counts ``[B]``."""
+        with torch.inference_mode():
+            features, frames = self.extractor(wav, lengths)  # [L, B, N, D]
+        return features.permute(1, 2, 0, 3).float().cpu(), frames
+
+    def state_fingerprint(self) -> dict:
+        """The loaded weights' identity."""
+        return {"weights": self.extractor.info.fingerprint(), "dtype": self.extractor.dtype}

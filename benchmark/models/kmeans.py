@@ -1,0 +1,711 @@
+"""Streaming k-means in torch, and the quantizer (codebook) it produces.
+
+How :func:`fit_kmeans` trades exactness for memory
+--------------------------------------------------
+The features arrive as a re-iterable stream of ``[n, D]`` chunks; the whole ``[N, D]``
+matrix is never held. Memory is ``O(S * D + C * D)`` for a reservoir of ``S`` frames and
+``C`` centroids, plus one chunk.
+
+1. **Scan** (one pass): validates every chunk (2-D, same ``D``, finite), counts the frames and
+   keeps a uniform random sample of ``S`` frames (bottom-``S`` of random keys, i.e. reservoir
+   sampling). ``S = max(init_size, 3 * C)``.
+2. **Seeding**: greedy k-means++ (each step draws several candidates by ``D^2`` sampling and
+   keeps the one that lowers the potential most, as scikit-learn does) on the sample only.
+   This is the only approximation of the seeding: it sees ``S`` frames, not ``N``.
+3. **Coarse Lloyd** on the in-memory sample until the relative inertia change falls below
+   ``sample_tol``: cheap (``S / N`` of a pass each) and moves the centroids most of the way.
+4. **Exact streaming Lloyd passes**: each pass streams all frames once, assigns each to its
+   nearest centroid with one matrix product per block (:func:`assign_nearest`), and
+   accumulates per-centroid sums (float64) and counts; the new centroid is the exact mean.
+   So every pass is exactly one Lloyd iteration over all ``N`` frames - no mini-batch noise -
+   at ``O(C * D)`` memory. Passes stop when the relative decrease of the mean inertia falls
+   below ``tol`` or after ``max_iter`` passes. A centroid that receives no frame is moved to
+   the sample frame farthest from its centroid (this never raises the inertia).
+
+When the stream holds no more than ``S`` frames everything runs in memory and steps 3-4 are
+plain exact Lloyd on all the data. Each pass re-iterates the source, so it should be cheap
+to re-read (cached features), not recomputed by a large model each time.
+
+The quantizer is saved in our own format (``torch.save`` of a plain dict, loadable with
+``weights_only=True``); :mod:`benchmark.models.sb_quantizers` converts to and from the
+scikit-learn pickles that speechbrain releases.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from benchmark.errors import BenchmarkError, DataError
+from benchmark.models.assign import assign_nearest
+
+log = logging.getLogger(__name__)
+
+#: What :func:`fit_kmeans` accepts as features: a ``[N, D]`` tensor or array, a callable that
+#: returns a fresh iterable of ``[n, D]`` chunks, or a re-iterable collection of chunks.
+FeatureSource = Any
+
+QUANTIZER_FORMAT = "benchmark.kmeans_quantizer"
+QUANTIZER_FORMAT_VERSION = 1
+
+
+class KMeansConfigError(BenchmarkError, ValueError):
+    """An invalid k-means setting (non-positive K, unknown init, one-shot iterator...)."""
+
+
+class QuantizerError(BenchmarkError):
+    """A k-means quantizer file that is missing, malformed, or for another encoder/layer/K."""
+
+
+@dataclass(frozen=True)
+class KMeansConfig:
+    """Settings of :func:`fit_kmeans`.
+
+    Attributes:
+        n_clusters: number of centroids ``C`` (the codebook size, e.g. 1000).
+        seed: seeds the sampling and the seeding; same seed + same data -> same centroids on CPU.
+        batch_size: frames per matrix product when assigning (memory ``batch_size * C`` floats).
+        max_iter: maximum number of exact Lloyd passes over the whole stream.
+        tol: stop the passes when the mean inertia decreases by less than this fraction.
+        init: ``"k-means++"`` (greedy, on the sample) or ``"random"`` (sample frames).
+        init_size: frames kept in the reservoir sample used for seeding and the coarse stage;
+            None means ``3 * batch_size`` (scikit-learn's default). At least ``3 * C`` are kept.
+        n_init_candidates: candidates tried per greedy k-means++ step; None means
+            ``2 + int(ln C)`` (scikit-learn's choice).
+        sample_iters: maximum Lloyd iterations on the in-memory sample before the passes.
+        sample_tol: relative inertia change that ends the coarse stage.
+        device: ``"cpu"``, ``"cuda"``, ... ; None picks CUDA when available.
+        progress: show tqdm progress bars.
+        evaluate_final: spend one more pass to measure the exact inertia of the returned
+            centroids (otherwise the last pass's inertia, an upper bound, is reported).
+    """
+
+    n_clusters: int
+    seed: int = 0
+    batch_size: int = 10000
+    max_iter: int = 100
+    tol: float = 1e-4
+    init: str = "k-means++"
+    init_size: int | None = None
+    n_init_candidates: int | None = None
+    sample_iters: int = 100
+    sample_tol: float = 1e-4
+    device: str | None = None
+    progress: bool = False
+    evaluate_final: bool = False
+
+    def __post_init__(self) -> None:
+        positive = {"n_clusters": self.n_clusters, "batch_size": self.batch_size}
+        for name, value in positive.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise KMeansConfigError(f"k-means: {name}={value!r} must be a positive integer")
+        for name in ("max_iter", "sample_iters"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise KMeansConfigError(f"k-means: {name}={value!r} must be an integer >= 0")
+        for name in ("tol", "sample_tol"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise KMeansConfigError(f"k-means: {name}={value!r} must be a finite number >= 0")
+        if self.init not in ("k-means++", "random"):
+            raise KMeansConfigError(
+                f"k-means: init={self.init!r} is unknown; use 'k-means++' or 'random'"
+            )
+        for name in ("init_size", "n_init_candidates"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise KMeansConfigError(f"k-means: {name}={value!r} must be None or an int >= 1")
+
+    @property
+    def sample_size(self) -> int:
+        """Frames kept in the reservoir: ``max(init_size or 3 * batch_size, 3 * C)``."""
+        return max(self.init_size or 3 * self.batch_size, 3 * self.n_clusters)
+
+    @property
+    def local_trials(self) -> int:
+        """Greedy k-means++ candidates per step."""
+        return self.n_init_candidates or 2 + int(math.log(self.n_clusters))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings that shape the result (no device, no progress switch)."""
+        out = asdict(self)
+        out.pop("device")
+        out.pop("progress")
+        return out
+
+
+@dataclass
+class KMeansResult:
+    """What :func:`fit_kmeans` returns.
+
+    Attributes:
+        centroids: ``[C, D]`` float32 CPU centroids.
+        inertia: mean squared Euclidean distance per frame (feature units squared) of all the
+            frames to their nearest centroid: exact for ``centroids`` with
+            ``evaluate_final=True``, else measured in the last pass (an upper bound).
+        n_iter: exact Lloyd passes over the stream.
+        n_frames_seen: frames in the stream (one pass).
+        history: mean inertia measured in each pass, in order.
+        sample_history: mean inertia on the sample at each coarse-stage iteration.
+        cluster_sizes: ``[C]`` int64 frames assigned to each centroid in the last pass.
+        n_reseeded: empty clusters moved to far frames, over the whole fit.
+        converged: whether ``tol`` stopped the passes (False when ``max_iter`` did).
+        seconds: wall time of the fit.
+        timings: wall seconds of each stage (scan, seeding, sample_lloyd, passes, final_eval).
+    """
+
+    centroids: torch.Tensor
+    inertia: float
+    n_iter: int
+    n_frames_seen: int
+    history: list[float] = field(default_factory=list)
+    sample_history: list[float] = field(default_factory=list)
+    cluster_sizes: torch.Tensor | None = None
+    n_reseeded: int = 0
+    converged: bool = False
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def _as_stream(source: FeatureSource, batch_size: int) -> Callable[[], Iterator[Any]]:
+    """Turns the accepted source kinds into a callable giving a fresh iterator of chunks."""
+    if isinstance(source, torch.Tensor) or (
+        hasattr(source, "__array__") and hasattr(source, "shape") and not callable(source)
+    ):
+        matrix = torch.as_tensor(source)
+        if matrix.ndim != 2:
+            raise DataError(
+                f"k-means: features have shape {tuple(matrix.shape)}; expected [frames, dim]"
+            )
+        return lambda: (matrix[s : s + batch_size] for s in range(0, matrix.shape[0], batch_size))
+    if callable(source):
+        return lambda: iter(source())
+    if isinstance(source, Iterator):
+        raise KMeansConfigError(
+            "k-means: the features are a one-shot iterator but k-means reads them several "
+            "times; pass a callable that returns a fresh iterator, a list of chunks or a tensor"
+        )
+    if isinstance(source, Iterable):
+        return lambda: iter(source)
+    raise KMeansConfigError(
+        f"k-means: cannot read features from {type(source).__name__}; pass a [N, D] tensor, "
+        "a list of [n, D] chunks or a callable returning an iterable of chunks"
+    )
+
+
+def _chunks(
+    stream: Callable[[], Iterator[Any]], dim: int | None, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """Validated float32 ``[n, D]`` chunks on ``device``; empty chunks are skipped."""
+    start = 0
+    for index, chunk in enumerate(stream()):
+        x = torch.as_tensor(chunk)
+        if x.ndim != 2:
+            raise DataError(
+                f"k-means: chunk {index} has shape {tuple(x.shape)}; expected [frames, dim] "
+                "(flatten batch and time first)"
+            )
+        if x.shape[0] == 0:
+            continue
+        if dim is None:
+            dim = x.shape[1]
+        elif x.shape[1] != dim:
+            raise DataError(
+                f"k-means: chunk {index} has dim {x.shape[1]} but the first chunk has {dim}; "
+                "feed the features of one layer only"
+            )
+        x = x.to(device=device, dtype=torch.float32)
+        if not bool(torch.isfinite(x).all()):
+            raise DataError(
+                f"k-means: chunk {index} (frames {start}-{start + x.shape[0] - 1}) holds NaN or "
+                "inf values; drop or repair those frames before training"
+            )
+        start += x.shape[0]
+        yield x
+
+
+def _scan(
+    stream: Callable[[], Iterator[Any]],
+    size: int,
+    device: torch.device,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, int]:
+    """One pass: validates and counts the frames and keeps a uniform sample of them.
+
+    Returns:
+        ``([min(size, N), D] sample on device, N)``. The sample keeps the ``size`` frames with
+        the smallest random keys (bottom-k reservoir sampling), so memory is ``size * D``.
+    """
+    buffer: torch.Tensor | None = None
+    keys = torch.full((size,), math.inf, dtype=torch.float64, device=device)
+    n_frames = 0
+    for x in _chunks(stream, None, device):
+        if buffer is None:
+            buffer = torch.empty(size, x.shape[1], device=device)
+        new_keys = torch.rand(x.shape[0], generator=generator, dtype=torch.float64).to(device)
+        merged = torch.cat([keys, new_keys])
+        chosen = torch.topk(merged, size, largest=False, sorted=False).indices
+        keep_old = torch.zeros(size, dtype=torch.bool, device=device)
+        keep_old[chosen[chosen < size]] = True
+        new_rows = chosen[chosen >= size] - size
+        free = (~keep_old).nonzero().squeeze(1)[: new_rows.numel()]
+        buffer[free] = x[new_rows]
+        keys[free] = new_keys[new_rows]
+        n_frames += x.shape[0]
+    if buffer is None:
+        raise DataError("k-means: the feature stream yielded no frames; give a non-empty source")
+    return buffer[torch.isfinite(keys)], n_frames
+
+
+# --------------------------------------------------------------------------- seeding
+
+
+def _kmeans_plusplus(
+    x: torch.Tensor, k: int, trials: int, generator: torch.Generator, progress: bool
+) -> torch.Tensor:
+    """Greedy k-means++ seeding on the in-memory sample.
+
+    Args:
+        x: ``[S, D]`` float32 sample frames.
+        k: centroids wanted (``k <= S``).
+        trials: candidates drawn per step by ``D^2`` sampling; the one that lowers the
+            potential (sum of squared distances to the nearest centre) most is kept.
+        generator: CPU generator driving every random draw.
+        progress: show a progress bar.
+
+    Returns:
+        ``[k, D]`` centroids, rows of ``x``.
+    """
+    n = x.shape[0]
+    device = x.device
+    sq = (x * x).sum(dim=1)
+    first = int(torch.randint(n, (1,), generator=generator))
+    chosen = [first]
+    closest = (sq - 2.0 * (x @ x[first]) + sq[first]).clamp_(min=0)
+    closest[first] = 0.0
+    columns = torch.arange(trials, device=device)
+    for _ in tqdm(range(1, k), desc="k-means++", disable=not progress, leave=False):
+        cumulative = torch.cumsum(closest, dim=0, dtype=torch.float64)
+        total = cumulative[-1]
+        draws = torch.rand(trials, generator=generator, dtype=torch.float64).to(device)
+        if bool(total <= 0):  # fewer distinct frames than centroids: fall back to uniform
+            candidates = torch.randint(n, (trials,), generator=generator).to(device)
+        else:
+            candidates = torch.searchsorted(cumulative, draws * total).clamp_(max=n - 1)
+        # squared distances of every frame to every candidate, capped by the current ones
+        dist = torch.addmm(sq[candidates].unsqueeze(0), x, x[candidates].T, alpha=-2.0)
+        dist.add_(sq.unsqueeze(1)).clamp_(min=0)  # [S, trials]
+        torch.minimum(dist, closest.unsqueeze(1), out=dist)
+        dist[candidates, columns] = 0.0
+        best = int(dist.sum(dim=0, dtype=torch.float64).argmin())
+        closest = dist[:, best].contiguous()
+        chosen.append(int(candidates[best]))
+    return x[torch.tensor(chosen, device=device)].clone()
+
+
+# --------------------------------------------------------------------------- Lloyd
+
+
+class _PassStats:
+    """Per-centroid sums (float64) and counts accumulated over one pass."""
+
+    def __init__(self, k: int, dim: int, device: torch.device) -> None:
+        self.sums = torch.zeros(k, dim, dtype=torch.float64, device=device)
+        self.counts = torch.zeros(k, dtype=torch.int64, device=device)
+        self.sq_error = torch.zeros((), dtype=torch.float64, device=device)
+        self.frames = 0
+
+    def add(self, x: torch.Tensor, centroids: torch.Tensor, sq_norms: torch.Tensor, block: int):
+        labels = assign_nearest(x, centroids, sq_norms, chunk_size=block)
+        self.sq_error += (x - centroids[labels]).pow_(2).sum(dtype=torch.float64)
+        if x.shape[0] >= centroids.shape[0]:  # float32 within the chunk, float64 across
+            self.sums += torch.zeros_like(centroids).index_add_(0, labels, x)
+        else:
+            self.sums.index_add_(0, labels, x.double())
+        self.counts += torch.bincount(labels, minlength=centroids.shape[0])
+        self.frames += x.shape[0]
+
+    @property
+    def inertia(self) -> float:
+        return float(self.sq_error) / max(self.frames, 1)
+
+
+def _update(stats: _PassStats, centroids: torch.Tensor, sample: torch.Tensor, block: int):
+    """New centroids = cluster means; empty clusters move to the farthest sample frames.
+
+    Returns:
+        ``(new centroids [C, D] float32, number of reseeded clusters)``.
+    """
+    filled = stats.counts > 0
+    new = centroids.clone()
+    new[filled] = (stats.sums[filled] / stats.counts[filled].unsqueeze(1)).float()
+    empty = (~filled).nonzero().squeeze(1)
+    if empty.numel() == 0:
+        return new, 0
+    keep = new[filled]
+    labels = assign_nearest(sample, keep, chunk_size=block)
+    far = (sample - keep[labels]).pow_(2).sum(dim=1)
+    take = min(empty.numel(), sample.shape[0])
+    new[empty[:take]] = sample[torch.topk(far, take).indices]
+    log.debug("k-means: moved %d empty clusters to far frames", take)
+    return new, take
+
+
+def _lloyd(
+    chunks: Callable[[], Iterable[torch.Tensor]],
+    centroids: torch.Tensor,
+    sample: torch.Tensor,
+    cfg: KMeansConfig,
+    max_iter: int,
+    tol: float,
+    desc: str,
+    expect_frames: int | None = None,
+) -> tuple[torch.Tensor, list[float], int, bool, torch.Tensor | None]:
+    """Exact Lloyd iterations, each one streaming ``chunks()`` once.
+
+    Returns:
+        ``(centroids, inertia history, reseeded, converged, counts of the last pass)``.
+    """
+    history: list[float] = []
+    reseeded = 0
+    counts = None
+    bar = tqdm(range(max_iter), desc=desc, disable=not cfg.progress, leave=False)
+    for _ in bar:
+        stats = _PassStats(centroids.shape[0], centroids.shape[1], centroids.device)
+        sq_norms = (centroids * centroids).sum(dim=1)
+        for x in chunks():
+            stats.add(x, centroids, sq_norms, cfg.batch_size)
+        if expect_frames is not None and stats.frames != expect_frames:
+            raise DataError(
+                f"k-means: the stream gave {stats.frames} frames in pass {len(history) + 1} but "
+                f"{expect_frames} in the first; the source must yield the same data every time"
+            )
+        history.append(stats.inertia)
+        counts = stats.counts
+        centroids, moved = _update(stats, centroids, sample, cfg.batch_size)
+        reseeded += moved
+        bar.set_postfix(inertia=f"{history[-1]:.5g}")
+        if len(history) >= 2 and moved == 0:
+            previous, current = history[-2], history[-1]
+            if current <= 0 or (previous - current) <= tol * current:
+                return centroids, history, reseeded, True, counts
+    return centroids, history, reseeded, False, counts
+
+
+def _resolve_device(device: str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise KMeansConfigError(f"k-means: device={device!r} is not a torch device") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise KMeansConfigError("k-means: device='cuda' but CUDA is not available; use 'cpu'")
+    return resolved
+
+
+def fit_kmeans(features: FeatureSource, config: KMeansConfig) -> KMeansResult:
+    """Trains k-means on a stream of feature chunks (see the module docstring for the method).
+
+    Args:
+        features: a ``[N, D]`` tensor or array, a list of ``[n, D]`` chunks, or a callable
+            returning a fresh iterable of ``[n, D]`` chunks (called once per pass; it must
+            yield the same frames every time). Any float dtype; computed in float32.
+        config: the settings.
+
+    Returns:
+        The centroids ``[C, D]`` (float32, CPU), mean inertia per frame and the pass history.
+
+    Raises:
+        DataError: empty stream, non-finite values, chunks of different dims, fewer frames
+            than centroids, or a stream that changes between passes.
+        KMeansConfigError: an unusable source or device.
+    """
+    started = time.perf_counter()
+    cfg = config
+    device = _resolve_device(cfg.device)
+    stream = _as_stream(features, cfg.batch_size)
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    timings: dict[str, float] = {}
+    mark = started
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        timings[name] = now - mark
+        mark = now
+
+    sample, n_frames = _scan(stream, cfg.sample_size, device, generator)
+    lap("scan")
+    k, dim = cfg.n_clusters, sample.shape[1]
+    if n_frames < k:
+        raise DataError(
+            f"k-means: K={k} but only {n_frames} training frames; lower K or give more data"
+        )
+    log.info("k-means: K=%d on %d frames x %d dims, sample %d", k, n_frames, dim, len(sample))
+
+    if cfg.init == "k-means++":
+        centroids = _kmeans_plusplus(sample, k, cfg.local_trials, generator, cfg.progress)
+    else:
+        rows = torch.randperm(sample.shape[0], generator=generator)[:k].to(device)
+        centroids = sample[rows].clone()
+    lap("seeding")
+
+    in_memory = sample.shape[0] == n_frames
+
+    def sample_blocks() -> Iterator[torch.Tensor]:
+        return (sample[s : s + cfg.batch_size] for s in range(0, len(sample), cfg.batch_size))
+
+    def stream_blocks() -> Iterator[torch.Tensor]:
+        return _chunks(stream, dim, device)
+
+    sample_history: list[float] = []
+    reseeded = 0
+    if not in_memory and cfg.sample_iters > 0:
+        centroids, sample_history, reseeded, _, _ = _lloyd(
+            sample_blocks, centroids, sample, cfg, cfg.sample_iters, cfg.sample_tol, "sample"
+        )
+        lap("sample_lloyd")
+        log.info(
+            "k-means: coarse stage on the sample: %d iterations, inertia %.6g",
+            len(sample_history),
+            sample_history[-1] if sample_history else math.nan,
+        )
+    centroids, history, moved, converged, counts = _lloyd(
+        sample_blocks if in_memory else stream_blocks,
+        centroids,
+        sample,
+        cfg,
+        cfg.max_iter,
+        cfg.tol,
+        "k-means",
+        expect_frames=n_frames,
+    )
+    reseeded += moved
+    lap("passes")
+    inertia = history[-1] if history else math.nan
+    if cfg.evaluate_final or not history:
+        stats = _PassStats(k, dim, device)
+        sq_norms = (centroids * centroids).sum(dim=1)
+        for x in sample_blocks() if in_memory else stream_blocks():
+            stats.add(x, centroids, sq_norms, cfg.batch_size)
+        inertia, counts = stats.inertia, stats.counts
+        lap("final_eval")
+    log.info(
+        "k-means: %d passes, inertia %.6g, %s; seconds %s",
+        len(history),
+        inertia,
+        "converged" if converged else "stopped at max_iter",
+        {name: round(seconds, 2) for name, seconds in timings.items()},
+    )
+    return KMeansResult(
+        centroids=centroids.float().cpu().contiguous(),
+        inertia=inertia,
+        n_iter=len(history),
+        n_frames_seen=n_frames,
+        history=history,
+        sample_history=sample_history,
+        cluster_sizes=None if counts is None else counts.cpu(),
+        n_reseeded=reseeded,
+        converged=converged,
+        seconds=time.perf_counter() - started,
+        timings=timings,
+    )
+
+
+# --------------------------------------------------------------------------- quantizer
+
+
+class KMeansQuantizer:
+    """A k-means codebook: maps ``[..., D]`` features to the index of the nearest centroid.
+
+    Args:
+        centroids: ``[C, D]`` float centroids (stored as float32 on CPU).
+        provenance: JSON-like facts about how they were made (encoder, layer, data, ...).
+    """
+
+    def __init__(
+        self, centroids: torch.Tensor, provenance: Mapping[str, Any] | None = None
+    ) -> None:
+        centroids = torch.as_tensor(centroids)
+        if centroids.ndim != 2 or centroids.shape[0] < 1 or not centroids.is_floating_point():
+            raise QuantizerError(
+                f"k-means quantizer: centroids of shape {tuple(centroids.shape)} and dtype "
+                f"{centroids.dtype}; expected a float [C, D] matrix"
+            )
+        if not bool(torch.isfinite(centroids).all()):
+            raise QuantizerError("k-means quantizer: centroids hold NaN or inf values")
+        self.centroids = centroids.detach().to("cpu", torch.float32).contiguous().clone()
+        self.provenance: dict[str, Any] = dict(provenance or {})
+        self.provenance["n_clusters"] = self.n_clusters
+        self.provenance["dim"] = self.dim
+        self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def from_result(
+        cls,
+        result: KMeansResult,
+        *,
+        encoder: str | None = None,
+        layer: int | None = None,
+        data: str | None = None,
+        config: KMeansConfig | None = None,
+    ) -> KMeansQuantizer:
+        """Wraps a :class:`KMeansResult` with its provenance (no timestamps: deterministic)."""
+        provenance = {
+            "encoder": encoder,
+            "layer": layer,
+            "data": data,
+            "n_frames": result.n_frames_seen,
+            "inertia": result.inertia,
+            "n_iter": result.n_iter,
+            "seed": None if config is None else config.seed,
+            "config": None if config is None else config.to_dict(),
+            "cluster_sizes": None
+            if result.cluster_sizes is None
+            else [int(c) for c in result.cluster_sizes],
+            "source": "benchmark.models.kmeans.fit_kmeans",
+        }
+        return cls(result.centroids, provenance)
+
+    @property
+    def n_clusters(self) -> int:
+        """Codebook size ``C``."""
+        return self.centroids.shape[0]
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension ``D``."""
+        return self.centroids.shape[1]
+
+    @property
+    def encoder(self) -> str | None:
+        """Encoder the codebook was trained for (None when unknown)."""
+        return self.provenance.get("encoder")
+
+    @property
+    def layer(self) -> int | None:
+        """Encoder layer the codebook was trained for (None when unknown)."""
+        return self.provenance.get("layer")
+
+    def _centroids_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._on_device:
+            c = self.centroids.to(device)
+            self._on_device[device] = (c, (c * c).sum(dim=1))
+        return self._on_device[device]
+
+    def predict(self, features: torch.Tensor) -> torch.Tensor:
+        """Nearest-centroid ids of every frame.
+
+        Args:
+            features: ``[..., D]`` float frames on any device (computed in float32).
+
+        Returns:
+            ``[...]`` int64 ids in ``[0, C)`` on the features' device.
+        """
+        features = torch.as_tensor(features)
+        if features.ndim < 1 or features.shape[-1] != self.dim:
+            raise DataError(
+                f"k-means quantizer: features of shape {tuple(features.shape)} do not end with "
+                f"the codebook dim {self.dim}"
+            )
+        flat = features.reshape(-1, self.dim).to(torch.float32)
+        centroids, sq_norms = self._centroids_on(flat.device)
+        return assign_nearest(flat, centroids, sq_norms).reshape(features.shape[:-1])
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Writes the quantizer atomically (temp file + rename); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": QUANTIZER_FORMAT,
+            "version": QUANTIZER_FORMAT_VERSION,
+            "centroids": self.centroids,
+            "provenance": self.provenance,
+        }
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        expect_encoder: str | None = None,
+        expect_layer: int | None = None,
+        expect_n_clusters: int | None = None,
+    ) -> KMeansQuantizer:
+        """Reads a quantizer written by :meth:`save`, checking what it was trained for.
+
+        Raises:
+            QuantizerError: missing or malformed file, or encoder / layer / K other than
+                expected.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise QuantizerError(f"k-means quantizer {path} does not exist; train or download it")
+        try:
+            with warnings.catch_warnings():  # a foreign pickle warns before it fails
+                warnings.simplefilter("ignore")
+                payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise QuantizerError(
+                f"k-means quantizer {path} is not in our format ({type(exc).__name__}); for a "
+                "speechbrain/scikit-learn file use sb_quantizers.import_sb_quantizer"
+            ) from exc
+        if (
+            not isinstance(payload, dict)
+            or payload.get("format") != QUANTIZER_FORMAT
+            or not isinstance(payload.get("centroids"), torch.Tensor)
+        ):
+            raise QuantizerError(f"k-means quantizer {path} is not a {QUANTIZER_FORMAT} file")
+        if payload.get("version") != QUANTIZER_FORMAT_VERSION:
+            raise QuantizerError(
+                f"k-means quantizer {path} has format version {payload.get('version')!r}; this "
+                f"code reads version {QUANTIZER_FORMAT_VERSION}"
+            )
+        quantizer = cls(payload["centroids"], payload.get("provenance") or {})
+        quantizer.check(expect_encoder, expect_layer, expect_n_clusters, where=str(path))
+        return quantizer
+
+    def check(
+        self,
+        expect_encoder: str | None = None,
+        expect_layer: int | None = None,
+        expect_n_clusters: int | None = None,
+        where: str = "k-means quantizer",
+    ) -> None:
+        """Raises :class:`QuantizerError` unless the codebook is for that encoder/layer/K."""
+        found = f"encoder={self.encoder!r} layer={self.layer!r} K={self.n_clusters}"
+        expected = {"encoder": expect_encoder, "layer": expect_layer, "K": expect_n_clusters}
+        actual = {"encoder": self.encoder, "layer": self.layer, "K": self.n_clusters}
+        wrong = [name for name, value in expected.items() if value is not None]
+        wrong = [name for name in wrong if actual[name] != expected[name]]
+        if wrong:
+            want = " ".join(f"{name}={expected[name]!r}" for name in wrong)
+            raise QuantizerError(
+                f"{where} was trained for {found} but {want} is expected; "
+                "load the quantizer of that encoder and layer, or retrain it"
+            )

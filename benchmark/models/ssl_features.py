@@ -1,0 +1,290 @@
+"""Hidden states of chosen transformer layers of an SSL encoder, in one truncated forward pass.
+
+**Layer numbering.** Layer ``l`` (``1 <= l <= num_hidden_layers``) is the output of the
+``l``-th transformer block, i.e. ``hidden_states[l]`` of a full forward pass with
+``output_hidden_states=True`` in transformers 5 (index 0 is the input of the first block).
+With pre-norm ("stable layer norm") encoders, transformers 4 returned the final layer-normed
+output as the last hidden state; our layer ``num_hidden_layers`` is the raw block output.
+
+**Truncation.** The forward runs only up to the highest requested layer: the encoder's
+``layers`` ModuleList is swapped for a slice of it during the call (and restored after), and
+forward hooks on the requested blocks capture their outputs. Each captured tensor is the
+exact tensor the full model computes for that block (:func:`full_hidden_states` is the
+reference the tests compare against).
+
+**Input handling, in order, per item** (so an item's result does not depend on the batch):
+
+1. waveform normalisation when the model expects it (``do_normalize``):
+   ``F.layer_norm`` over the item's valid samples (eps 1e-5, what speechbrain applies);
+2. **short clips**: an item shorter than the conv front end's receptive field (400 samples =
+   25 ms at 16 kHz for these models) is zero-padded up to it and yields exactly one frame;
+   an empty item is an error;
+3. zero-padding to the batch's longest item, with an attention mask over valid samples (none
+   when no item is padded: the same result, cheaper), for front ends with per-frame layer
+   norm (``feat_extract_norm="layer"``: WavLM-large, HuBERT-large, wav2vec2-large-lv60).
+   Front ends with group norm (``"group"``: wav2vec2-base style) normalise each channel over
+   time, padded zeros included, and were trained without attention masks: those models are
+   run one item at a time, unpadded, without a mask.
+
+**Padding invariance** is exact up to float rounding: batched kernels (convolutions,
+attention over padded keys) sum in another order than on a lone item, so features differ by
+about 1e-6 relative. Tokens only differ where a frame is that close to a tie between two
+centroids (none in 17k frames of the mini ``asr`` valid split; see
+``scripts/bench_ssl_encode.py --mini-corpus``).
+
+Valid frames per item: ``model._get_feat_extract_output_lengths(max(L, receptive_field))``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.api import BuildContext
+from benchmark.errors import BenchmarkError
+from benchmark.models.ssl_loading import SSLModelInfo, load_ssl_model, tiny_ssl_model_dir
+
+DTYPES = ("fp32", "bf16")
+
+
+@contextlib.contextmanager
+def _truncated(model: nn.Module, depth: int) -> Iterator[None]:
+    """Temporarily keep only the first ``depth`` transformer blocks of ``model.encoder``."""
+    encoder = model.encoder
+    full = encoder.layers
+    encoder.layers = nn.ModuleList(list(full)[:depth])
+    try:
+        yield
+    finally:
+        encoder.layers = full
+
+
+def _block_output(output: Any) -> torch.Tensor:
+    """The hidden states a transformer block returns (WavLM blocks return a tuple)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+class SSLLayerExtractor:
+    """Runs an SSL encoder up to its deepest requested layer and returns those layers.
+
+    Args:
+        model: a transformers ``WavLMModel`` / ``HubertModel`` / ``Wav2Vec2Model`` in eval mode.
+        info: what :func:`~benchmark.models.ssl_loading.load_ssl_model` returned with it.
+        layers: 1-based transformer layers to return, each in ``1..num_hidden_layers``.
+        dtype: ``fp32`` (default) or ``bf16`` (autocast of the forward; features are returned
+            as float32).
+        normalize: normalise each waveform (None: the model's ``do_normalize``).
+
+    Raises:
+        ValueError: a layer outside the model's range, or an unknown dtype (one line each).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        info: SSLModelInfo,
+        layers: Sequence[int],
+        dtype: str = "fp32",
+        normalize: bool | None = None,
+    ) -> None:
+        depth = info.num_hidden_layers
+        for layer in layers:
+            if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= depth:
+                raise ValueError(
+                    f"layer {layer!r} is outside {info.encoder_id}'s range 1..{depth} "
+                    f"({depth} transformer layers); pick layers in that range"
+                )
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype {dtype!r} is not supported; choose one of {DTYPES}")
+        self.model = model
+        self.info = info
+        self.layers = tuple(layers)
+        self.depth = max(self.layers)
+        self.dtype = dtype
+        self.normalize = info.do_normalize if normalize is None else bool(normalize)
+        self.per_item = info.feat_extract_norm != "layer"
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return next(self.model.parameters()).device
+
+    def num_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Valid frames ``[B]`` (int64) of items of ``lengths`` samples (short clips: 1 frame)."""
+        lengths = torch.as_tensor(lengths, dtype=torch.int64).cpu()
+        padded = lengths.clamp(min=self.info.receptive_field)
+        return self.model._get_feat_extract_output_lengths(padded).to(torch.int64)
+
+    def prepare(
+        self, wav: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised, short-clip-padded copy of a batch, on the model's device.
+
+        Args:
+            wav: ``[B, T]`` float waveforms at 16 kHz, zero-padded (not modified).
+            lengths: ``[B]`` valid sample counts, each in ``1..T``.
+
+        Returns:
+            ``x [B, T']`` float32 with ``T' = max(T_valid, receptive_field)`` and the
+            effective lengths ``[B]`` (int64, CPU) that the attention mask covers.
+        """
+        if not isinstance(wav, torch.Tensor) or wav.ndim != 2 or not wav.is_floating_point():
+            raise ValueError(f"wav must be a float tensor [B, T], got {_describe(wav)}")
+        lengths = torch.as_tensor(lengths)
+        if lengths.ndim != 1 or lengths.shape[0] != wav.shape[0] or lengths.is_floating_point():
+            raise ValueError(
+                f"lengths must be an integer tensor [B={wav.shape[0]}], got {_describe(lengths)}"
+            )
+        lengths = lengths.to("cpu", torch.int64)
+        bad = [b for b, n in enumerate(lengths.tolist()) if not 1 <= n <= wav.shape[1]]
+        if bad:
+            b = bad[0]
+            raise ValueError(
+                f"item {b} has length {int(lengths[b])}, outside 1..T={wav.shape[1]} "
+                "(empty clips cannot be encoded)"
+            )
+        effective = lengths.clamp(min=self.info.receptive_field)
+        x = torch.zeros(wav.shape[0], int(effective.max()), device=self.device)
+        for b, n in enumerate(lengths.tolist()):
+            segment = wav[b, :n].to(self.device, torch.float32)
+            if self.normalize:
+                segment = F.layer_norm(segment, segment.shape)
+            x[b, :n] = segment
+        return x, effective
+
+    def _forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> list[torch.Tensor]:
+        """``[B, N, D]`` float32 outputs of the requested blocks, in ``self.layers`` order."""
+        captured: dict[int, torch.Tensor] = {}
+        blocks = self.model.encoder.layers
+        handles = []
+        for layer in set(self.layers):
+
+            def hook(_module: nn.Module, _args: Any, output: Any, layer: int = layer) -> None:
+                captured[layer] = _block_output(output)
+
+            handles.append(blocks[layer - 1].register_forward_hook(hook))
+        device_type = x.device.type
+        try:
+            with (
+                torch.inference_mode(),
+                _truncated(self.model, self.depth),
+                torch.autocast(device_type, torch.bfloat16, enabled=self.dtype == "bf16"),
+                warnings.catch_warnings(),
+            ):
+                # WavLM's attention mixes a bool padding mask with a float position bias
+                warnings.filterwarnings("ignore", message="Support for mismatched key_padding")
+                self.model(x, attention_mask=mask)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return [captured[layer].float() for layer in self.layers]
+
+    def __call__(
+        self, wav: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states of the requested layers.
+
+        Args:
+            wav: ``[B, T]`` float waveforms at 16 kHz, zero-padded (not modified).
+            lengths: ``[B]`` int valid sample counts.
+
+        Returns:
+            ``features [L, B, N, D]`` float32 on the model's device (frames past an item's
+            valid count hold padding values) and ``frame_lengths [B]`` int64 (CPU).
+        """
+        x, effective = self.prepare(wav, lengths)
+        frames = self.num_frames(effective)
+        if not self.per_item:
+            mask = None  # no padding: the unmasked forward is the same and cheaper (WavLM)
+            if bool((effective < x.shape[1]).any()):
+                positions = torch.arange(x.shape[1], device=x.device)
+                mask = (positions.unsqueeze(0) < effective.to(x.device).unsqueeze(1)).long()
+            return torch.stack(self._forward(x, mask)), frames
+        outputs = []
+        for b, n in enumerate(effective.tolist()):
+            outputs.append(torch.stack(self._forward(x[b : b + 1, :n], None)))
+        n_max = int(frames.max())
+        features = torch.zeros(
+            len(self.layers), x.shape[0], n_max, outputs[0].shape[-1], device=x.device
+        )
+        for b, out in enumerate(outputs):
+            features[:, b, : out.shape[2]] = out[:, 0]
+        return features, frames
+
+
+def full_hidden_states(
+    model: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, ...]:
+    """Every hidden state of an untruncated forward (the reference for the truncated one).
+
+    Args:
+        model: the encoder.
+        x: ``[B, T]`` prepared input (see :meth:`SSLLayerExtractor.prepare`).
+        mask: ``[B, T]`` attention mask or None.
+
+    Returns:
+        ``num_hidden_layers + 1`` tensors ``[B, N, D]``; index ``l`` is layer ``l``.
+    """
+    with torch.inference_mode():
+        return tuple(model(x, attention_mask=mask, output_hidden_states=True).hidden_states)
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor {str(value.dtype).removeprefix('torch.')} {list(value.shape)}"
+    return type(value).__name__
+
+
+class SSLConfigError(BenchmarkError, ValueError):
+    """A discrete or continuous SSL card parameter that cannot be used (one line)."""
+
+
+def open_ssl_extractor(
+    family: str,
+    layers: Sequence[int],
+    tiny_model: bool,
+    context: BuildContext,
+    dtype: str = "fp32",
+    normalize_wav: bool | None = None,
+) -> SSLLayerExtractor:
+    """Load a card's SSL encoder (its weights, or the mini preset's tiny model) for layers.
+
+    Args:
+        family: ``wavlm``, ``hubert`` or ``wav2vec2``.
+        layers: 1-based transformer layers to extract.
+        tiny_model: use the tiny random encoder built under ``context.workdir / "models"``
+            and loaded through the same path route as real weights.
+        context: device, workdir and the card's weights.
+        dtype: ``fp32`` or ``bf16``.
+        normalize_wav: None follows the model's preprocessor config.
+
+    Raises:
+        SSLConfigError: conflicting parameters, CUDA asked for but absent, bad layers/dtype.
+        WeightsUnavailableError: weights that cannot be loaded.
+    """
+    device = str(context.device or "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SSLConfigError(f"device {device!r} requested but CUDA is not available")
+    if tiny_model:
+        if context.weights:
+            raise SSLConfigError(
+                "tiny_model: true and card weights are both set; drop one (the mini preset "
+                "sets weights: null)"
+            )
+        weights: dict[str, Any] | None = {
+            "path": str(tiny_ssl_model_dir(family, Path(context.workdir) / "models"))
+        }
+    else:
+        weights = dict(context.weights) if context.weights else None
+    model, info = load_ssl_model(weights, family, device)
+    try:
+        return SSLLayerExtractor(model, info, layers, dtype, normalize_wav)
+    except ValueError as exc:
+        raise SSLConfigError(str(exc)) from None

@@ -1,0 +1,403 @@
+"""Discrete SSL tokens: one k-means per layer of WavLM / HuBERT / wav2vec 2.0 (Mousavi et al. 2024).
+
+``DiscreteSSLTokenizer`` quantises ``K`` transformer layers of a self-supervised encoder, each
+with its own k-means codebook, into ``K`` token streams at 50 Hz (the paper: WavLM-large or
+HuBERT-large, layers 3, 7, 12, 18, 23, 1000 centroids each).
+
+Fitting (``needs_fit``): the harness hands :meth:`~DiscreteSSLTokenizer.fit` the audio of the
+corpus split named by ``kmeans_data`` (``{"corpus", "subset", "split"}``: in-domain, e.g. the
+task's own ``asr`` train split, or out-of-domain, e.g. LibriSpeech 960 h in ``full`` and the
+``ood`` subset in ``mini``). One forward pass per batch extracts every requested layer; each
+layer's valid frames go to a bounded uniform reservoir (``kmeans_max_frames`` rows) kept in a
+memory-mapped file, so memory never holds the corpus's feature matrix. Then
+:func:`~benchmark.models.kmeans.fit_kmeans` trains one codebook per layer on its reservoir
+(exact streaming Lloyd passes), and each is saved as ``kmeans_L<layer>_k<K>.pt`` with its
+provenance (encoder id and revision, layer, K, data name, frames).
+
+Encoding: :class:`~benchmark.models.ssl_features.SSLLayerExtractor` runs the encoder only up
+to the deepest requested layer on the padded batch with an attention mask (see its module for
+normalisation, the short-clip rule - clips under 400 samples are zero-padded to 400 and give
+one frame - and group-norm front ends), on CUDA when the context's device is, and every
+layer's valid frames are assigned to their nearest centroid with batched matrix products on
+that device (:class:`~benchmark.models.ssl_codebooks.LayerCodebooks`: float32 products, near
+ties settled in float64, so tokens do not depend on batch shape or BLAS).
+
+Weights: the context's card weights (``{hub, revision}`` or ``{path}``), or with
+``tiny_model: true`` (the ``mini`` preset) a tiny random encoder of the same architecture made
+by :func:`~benchmark.models.ssl_loading.tiny_ssl_model_dir` under ``workdir/models`` and loaded
+through the same path route.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from benchmark.api import BuildContext, FitData, Tokenizer, TokenizerInfo
+from benchmark.errors import BenchmarkError, DataError
+from benchmark.models.kmeans import KMeansConfig, KMeansQuantizer, QuantizerError, fit_kmeans
+from benchmark.models.ssl_codebooks import LayerCodebooks
+from benchmark.models.ssl_features import DTYPES, SSLConfigError, open_ssl_extractor
+from benchmark.models.ssl_loading import FAMILIES
+
+log = logging.getLogger(__name__)
+
+#: Bump when a change here changes tokens without changing the card or the weights.
+TOKENIZER_VERSION = 1
+DEFAULT_KMEANS_DATA: dict[str, str] = {"corpus": "mini", "subset": "ood", "split": "train"}
+
+
+def quantizer_filename(layer: int, n_clusters: int) -> str:
+    """File name of one layer's codebook in a fit folder: ``kmeans_L<layer>_k<K>.pt``."""
+    return f"kmeans_L{layer}_k{n_clusters}.pt"
+
+
+class _Reservoir:
+    """A uniform sample of at most ``capacity`` frames ``[D]`` in a memory-mapped float32 file.
+
+    Bottom-``capacity`` of i.i.d. uniform keys (reservoir sampling): while fewer frames than
+    ``capacity`` arrived, it holds all of them, in order.
+    """
+
+    def __init__(self, path: Path, capacity: int, dim: int, seed: int) -> None:
+        self.path = path
+        self.capacity = capacity
+        self.data = np.lib.format.open_memmap(path, "w+", np.float32, (capacity, dim))
+        self.keys = torch.full((capacity,), math.inf, dtype=torch.float64)
+        self.filled = 0
+        self.seen = 0
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def add(self, frames: torch.Tensor) -> None:
+        """Offer ``[n, D]`` frames (any device) to the sample."""
+        x = frames.detach().to("cpu", torch.float32).numpy()
+        keys = torch.rand(x.shape[0], generator=self.generator, dtype=torch.float64)
+        self.seen += x.shape[0]
+        take = min(self.capacity - self.filled, x.shape[0])
+        if take:
+            self.data[self.filled : self.filled + take] = x[:take]
+            self.keys[self.filled : self.filled + take] = keys[:take]
+            self.filled += take
+            x, keys = x[take:], keys[take:]
+        if x.shape[0] == 0:
+            return
+        merged = torch.cat([self.keys, keys])
+        chosen = torch.topk(merged, self.capacity, largest=False, sorted=False).indices
+        new_rows = (chosen[chosen >= self.capacity] - self.capacity).sort().values
+        if new_rows.numel() == 0:
+            return
+        kept = torch.zeros(self.capacity, dtype=torch.bool)
+        kept[chosen[chosen < self.capacity]] = True
+        free = (~kept).nonzero().squeeze(1)
+        self.data[free.numpy()] = x[new_rows.numpy()]
+        self.keys[free] = keys[new_rows]
+
+    def chunks(self, size: int = 65536) -> Iterable[torch.Tensor]:
+        """``[n, D]`` float32 chunks of the sample, read from the file."""
+        for start in range(0, self.filled, size):
+            yield torch.from_numpy(np.array(self.data[start : min(start + size, self.filled)]))
+
+
+def _layers_param(layers: Any) -> tuple[int, ...]:
+    if isinstance(layers, int) and not isinstance(layers, bool):
+        layers = [layers]
+    if not isinstance(layers, Sequence) or isinstance(layers, str) or not layers:
+        raise SSLConfigError(f"layers must be a non-empty list of ints, got {layers!r}")
+    if any(isinstance(x, bool) or not isinstance(x, int) for x in layers):
+        raise SSLConfigError(f"layers must be ints, got {list(layers)!r}")
+    if len(set(layers)) != len(layers):
+        raise SSLConfigError(f"layers {list(layers)} repeat a layer; list each layer once")
+    return tuple(layers)
+
+
+def _clusters_param(num_clusters: Any, layers: tuple[int, ...]) -> tuple[int, ...]:
+    values = [num_clusters] * len(layers) if isinstance(num_clusters, int) else num_clusters
+    if (
+        not isinstance(values, Sequence)
+        or len(values) != len(layers)
+        or any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in values)
+    ):
+        raise SSLConfigError(
+            f"num_clusters must be an int >= 2 or one such int per layer ({len(layers)}), "
+            f"got {num_clusters!r}"
+        )
+    return tuple(values)
+
+
+def _data_param(kmeans_data: Any) -> dict[str, str]:
+    spec = dict(DEFAULT_KMEANS_DATA if kmeans_data is None else kmeans_data)
+    unknown = set(spec) - {"corpus", "subset", "split"}
+    if unknown or "subset" not in spec:
+        raise SSLConfigError(
+            f"kmeans_data must be {{corpus, subset, split}} (subset required), got {kmeans_data!r}"
+        )
+    spec.setdefault("corpus", "mini")
+    spec.setdefault("split", "train")
+    if any(not isinstance(v, str) or not v for v in spec.values()):
+        raise SSLConfigError(f"kmeans_data values must be non-empty strings, got {spec!r}")
+    return spec
+
+
+class DiscreteSSLTokenizer(Tokenizer):
+    """K-means tokens of several layers of a WavLM / HuBERT / wav2vec 2.0 encoder.
+
+    Args:
+        family: ``wavlm``, ``hubert`` or ``wav2vec2``.
+        layers: 1-based transformer layers to quantise, one codebook each (e.g. 3, 7, 12, 18,
+            23); each must lie in ``1..num_hidden_layers`` of the model.
+        num_clusters: centroids per codebook ``C``, one int for all layers or one per layer.
+        kmeans_data: the corpus split k-means is trained on, ``{"corpus", "subset",
+            "split"}`` (default ``mini/ood/train``).
+        kmeans_max_frames: frames sampled uniformly per layer for k-means (reservoir size).
+        kmeans_seed: seed of the reservoir and of k-means.
+        kmeans_max_iter: maximum exact Lloyd passes.
+        dtype: ``fp32`` (default) or ``bf16`` (autocast forward; measured agreement with fp32
+            is reported by ``scripts/bench_ssl_encode.py``).
+        tiny_model: use the mini preset's tiny random encoder instead of ``context.weights``.
+        normalize_wav: normalise each waveform; None follows the model's preprocessor config.
+        name: registry name.
+        context: the harness's build context (device, workdir, weights).
+
+    Raises:
+        SSLConfigError: an unusable parameter (one line).
+        WeightsUnavailableError: weights that cannot be loaded (one line).
+    """
+
+    needs_fit = True
+
+    def __init__(
+        self,
+        family: str = "wavlm",
+        layers: Sequence[int] = (3, 7, 12, 18, 23),
+        num_clusters: int | Sequence[int] = 1000,
+        kmeans_data: Mapping[str, str] | None = None,
+        kmeans_max_frames: int = 500_000,
+        kmeans_seed: int = 0,
+        kmeans_max_iter: int = 100,
+        dtype: str = "fp32",
+        tiny_model: bool = False,
+        normalize_wav: bool | None = None,
+        name: str = "discrete-ssl",
+        context: BuildContext | None = None,
+    ) -> None:
+        context = context or BuildContext()
+        if family not in FAMILIES:
+            raise SSLConfigError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
+        if dtype not in DTYPES:
+            raise SSLConfigError(f"dtype {dtype!r} is not supported; choose one of {DTYPES}")
+        for label, value, low in (
+            ("kmeans_max_frames", kmeans_max_frames, 1),
+            ("kmeans_seed", kmeans_seed, 0),
+            ("kmeans_max_iter", kmeans_max_iter, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise SSLConfigError(f"{label} must be an int >= {low}, got {value!r}")
+        self.family = family
+        self.layers = _layers_param(layers)
+        self.num_clusters = _clusters_param(num_clusters, self.layers)
+        self.kmeans_data = _data_param(kmeans_data)
+        self.kmeans_max_frames = kmeans_max_frames
+        self.kmeans_seed = kmeans_seed
+        self.kmeans_max_iter = kmeans_max_iter
+        self.dtype = dtype
+        self.progress = context.progress
+        self.extractor = open_ssl_extractor(
+            family, self.layers, tiny_model, context, dtype, normalize_wav
+        )
+        self.model, self.model_info = self.extractor.model, self.extractor.info
+        self.tiny_model = bool(tiny_model)
+        self.codebooks: LayerCodebooks | None = None
+        info = self.model_info
+        self.info = TokenizerInfo(
+            name=name,
+            sample_rate=info.sample_rate,
+            frame_rate=info.sample_rate / info.hop,
+            codebook_sizes=self.num_clusters,
+            can_decode=False,
+            layers=self.layers,
+        )
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit_data_spec(self) -> Mapping[str, Any]:
+        """The k-means training split ``{"corpus", "subset", "split"}``."""
+        return dict(self.kmeans_data)
+
+    def _valid_frames(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``[L, M, D]`` features of the batch's valid frames (M summed over items)."""
+        features, frames = self.extractor(wav, lengths)
+        valid = torch.arange(features.shape[2]).unsqueeze(0) < frames.unsqueeze(1)
+        return features[:, valid.to(features.device)]
+
+    def fit(self, data: FitData, out_dir: Path) -> None:
+        """Train one k-means per layer on ``data`` and save the codebooks under ``out_dir``.
+
+        Raises:
+            DataError: no audio, or fewer frames than ``K`` (the k-means error).
+        """
+        out_dir = Path(out_dir)
+        scratch = out_dir / "_features"
+        scratch.mkdir(parents=True, exist_ok=True)
+        dim = self.model_info.hidden_size
+        try:
+            reservoirs = [
+                _Reservoir(
+                    scratch / f"L{layer}.npy",
+                    self.kmeans_max_frames,
+                    dim,
+                    self.kmeans_seed + 1000 * layer,
+                )
+                for layer in self.layers
+            ]
+            bar = tqdm(
+                data,
+                total=None,
+                desc=f"k-means features {self.info.name}",
+                unit="batch",
+                disable=not self.progress,
+                leave=False,
+            )
+            for batch in bar:
+                wav, lengths = batch[-2], batch[-1]  # (ids, wav, lengths) or (wav, lengths)
+                valid = self._valid_frames(wav, lengths)
+                for reservoir, layer_frames in zip(reservoirs, valid, strict=True):
+                    reservoir.add(layer_frames)
+            if reservoirs[0].seen == 0:
+                raise DataError(f"k-means data {data.name!r} holds no audio frames")
+            summary = self._train(reservoirs, data.name, out_dir)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        (out_dir / "fit.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+    def _train(self, reservoirs: list[_Reservoir], data_name: str, out_dir: Path) -> dict:
+        info = self.model_info
+        summary: dict[str, Any] = {"encoder": info.encoder_id, "data": data_name, "layers": {}}
+        for layer, k, reservoir in zip(self.layers, self.num_clusters, reservoirs, strict=True):
+            config = KMeansConfig(
+                n_clusters=k,
+                seed=self.kmeans_seed,
+                max_iter=self.kmeans_max_iter,
+                device=str(self.extractor.device),
+                progress=self.progress,
+            )
+            log.info("k-means layer %d: K=%d on %d frames", layer, k, reservoir.filled)
+            result = fit_kmeans(reservoir.chunks, config)
+            quantizer = KMeansQuantizer.from_result(
+                result, encoder=info.encoder_id, layer=layer, data=data_name, config=config
+            )
+            quantizer.provenance.update(
+                family=self.family,
+                hub=info.name if info.source == "hub" else None,
+                revision=info.revision,
+                kmeans_data=dict(self.kmeans_data),
+                frames_available=reservoir.seen,
+            )
+            quantizer.save(out_dir / quantizer_filename(layer, k))
+            summary["layers"][str(layer)] = {
+                "K": k,
+                "frames": reservoir.filled,
+                "frames_available": reservoir.seen,
+                "inertia": result.inertia,
+                "passes": result.n_iter,
+                "seconds": round(result.seconds, 3),
+            }
+        return summary
+
+    def load_fitted(self, out_dir: Path) -> None:
+        """Load the codebooks :meth:`fit` saved, checking encoder, layer and K of each.
+
+        Raises:
+            QuantizerError: a missing file, or one for another encoder, layer, K or dimension.
+        """
+        quantizers = [
+            KMeansQuantizer.load(
+                Path(out_dir) / quantizer_filename(layer, k),
+                expect_encoder=self.model_info.encoder_id,
+                expect_layer=layer,
+                expect_n_clusters=k,
+            )
+            for layer, k in zip(self.layers, self.num_clusters, strict=True)
+        ]
+        self.set_quantizers(quantizers)
+
+    def set_quantizers(self, quantizers: Sequence[KMeansQuantizer]) -> None:
+        """Use these codebooks, one per layer in ``layers`` order (checked as in ``load_fitted``).
+
+        Raises:
+            QuantizerError: wrong count, or a codebook for another encoder/layer/K/dimension.
+        """
+        if len(quantizers) != len(self.layers):
+            raise QuantizerError(
+                f"{len(quantizers)} quantizers for {len(self.layers)} layers {list(self.layers)}"
+            )
+        dim = self.model_info.hidden_size
+        for quantizer, layer, k in zip(quantizers, self.layers, self.num_clusters, strict=True):
+            quantizer.check(
+                self.model_info.encoder_id, layer, k, where=f"quantizer of layer {layer}"
+            )
+            if quantizer.dim != dim:
+                raise QuantizerError(
+                    f"quantizer of layer {layer} has dim {quantizer.dim} but "
+                    f"{self.model_info.encoder_id} layers have {dim}; it is for another encoder"
+                )
+        self.codebooks = LayerCodebooks([q.centroids for q in quantizers], self.extractor.device)
+
+    # ------------------------------------------------------------------ encoding
+
+    def assign(self, valid: torch.Tensor) -> torch.Tensor:
+        """Nearest-centroid ids ``[M, L]`` int64 of ``[L, M, D]`` frames, on their device."""
+        if self.codebooks is None:
+            raise BenchmarkError(
+                f"tokenizer {self.info.name!r} has no k-means codebooks yet; fit it or call "
+                "load_fitted(out_dir) first"
+            )
+        return self.codebooks.assign(valid)
+
+    def encode(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens of a padded batch.
+
+        Args:
+            wav: ``[B, T]`` float waveforms at 16 kHz, zero-padded (not modified).
+            lengths: ``[B]`` int64 valid sample counts (>= 1; clips under 400 samples give one
+                frame).
+
+        Returns:
+            ``tokens [B, N, K]`` int64 (CPU; padded frames hold 0) and ``token_lengths [B]``.
+        """
+        features, frames = self.extractor(wav, lengths)
+        mask = torch.arange(features.shape[2]).unsqueeze(0) < frames.unsqueeze(1)
+        device_mask = mask.to(features.device)
+        ids = self.assign(features[:, device_mask])
+        tokens = torch.zeros(
+            features.shape[1], features.shape[2], len(self.layers), dtype=torch.int64
+        )
+        tokens[mask] = ids.cpu()
+        return tokens, frames
+
+    def embeddings(self) -> torch.Tensor | None:
+        """Centroids ``[K, C, D]`` (CPU float32) when every codebook has the same size."""
+        if self.codebooks is None or len(set(self.num_clusters)) != 1:
+            return None
+        return torch.stack([c.cpu() for c in self.codebooks.centroids()])
+
+    def state_fingerprint(self) -> Mapping[str, Any]:
+        """Resolved weights (hub id + revision, or config/weight hashes), dtype and settings."""
+        return {
+            "version": TOKENIZER_VERSION,
+            "weights": self.model_info.fingerprint(),
+            "dtype": self.dtype,
+            "normalize_wav": self.extractor.normalize,
+            "layers": list(self.layers),
+            "num_clusters": list(self.num_clusters),
+            "kmeans_data": dict(self.kmeans_data),
+            "short_clips": f"zero-padded to {self.model_info.receptive_field} samples",
+        }
