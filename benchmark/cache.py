@@ -28,6 +28,7 @@ import numpy as np
 
 from benchmark.data.manifest import Manifest, Utterance
 from benchmark.errors import ContractError
+from benchmark.profiling import release_freed_memory
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -175,6 +176,8 @@ class TokenCache:
                         handle.write(tokens[row, :n].numpy().astype(dtype).tobytes())
                         ids.append(utt_id)
                         lengths.append(n)
+                    del tokens, token_lengths
+                    release_freed_memory()
                 handle.flush()
                 os.fsync(handle.fileno())
             lengths_arr = np.asarray(lengths, dtype=np.int64)

@@ -8,6 +8,7 @@ failed, 2 a usage error (unknown name, bad card, bad option).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -91,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--data-root", type=Path, help="folder holding real corpora (full preset)")
     run.add_argument("--overwrite", action="store_true", help="rerun jobs whose records exist")
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: 1 on CPU, where the small mini models run "
+        "fastest and a busy machine cannot stall them; torch's default on CUDA)",
+    )
     run.add_argument(
         "--tokenizer-param",
         action="append",
@@ -236,7 +244,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         tokenizer_params=parse_overrides(args.tokenizer_param, "--tokenizer-param"),
         task_params=parse_overrides(args.task_param, "--task-param"),
+        threads=args.threads,
     )
+    if config.threads is None and config.resolved_device() == "cpu":
+        config = dataclasses.replace(config, threads=1)
     outcomes = Runner(config, _registries(args)).run()
     for outcome in outcomes:
         value = f"{outcome.main_metric}={outcome.value:.2f}" if outcome.value is not None else ""

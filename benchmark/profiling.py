@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import resource
 import sys
 import time
@@ -9,6 +11,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform.startswith("linux") else None
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by Python and torch back to the OS (glibc ``malloc_trim``).
+
+    glibc keeps freed heap pages for reuse, so a long extraction's resident memory creeps up
+    batch after batch even though nothing is held; trimming after each batch keeps it flat
+    (measured by ``scripts/bench_ssl_encode.py``: 1x vs 4x the corpus). No-op off Linux.
+    """
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
 
 
 def peak_rss_mib() -> float:

@@ -60,6 +60,7 @@ class RunConfig:
     max_batch_seconds: float = 160.0
     tokenizer_params: tuple[tuple[str, Any], ...] = ()
     task_params: tuple[tuple[str, Any], ...] = ()
+    threads: int | None = None
 
     def variant_name(self, name: str, overrides: tuple[tuple[str, Any], ...]) -> str:
         """Record folder name: the card's name, plus a short hash when params are overridden."""
@@ -130,6 +131,10 @@ class Runner:
         self.config = config
         self.registries = registries
         self.device = config.resolved_device()
+        if config.threads:
+            import torch
+
+            torch.set_num_threads(config.threads)
         self.cache = TokenCache(Path(config.workdir) / "tokens")
         self.outcomes: list[JobOutcome] = []
 
@@ -464,6 +469,7 @@ class Runner:
                 "tokenizer": tok_card.fingerprint_payload(),
                 "task": task_card.fingerprint_payload(),
                 "device": self.device,
+                "threads": self.config.threads,
                 "corpus_scale": self.config.corpus_scale,
             },
             "provenance": {

@@ -13,6 +13,7 @@ from benchmark.cards import load_card
 from benchmark.conformance import check_tokenizer, failed_checks, format_results, synthetic_batch
 from benchmark.errors import DataError, WeightsUnavailableError
 from benchmark.models.kmeans import KMeansQuantizer, QuantizerError
+from benchmark.models.reservoir import FrameReservoir as _Reservoir
 from benchmark.models.ssl_features import SSLLayerExtractor, full_hidden_states
 from benchmark.models.ssl_loading import (
     FAMILIES,
@@ -24,7 +25,6 @@ from benchmark.registry import REPO_ROOT
 from benchmark.tokenizers.discrete_ssl import (
     DiscreteSSLTokenizer,
     SSLConfigError,
-    _Reservoir,
     quantizer_filename,
 )
 
@@ -118,7 +118,7 @@ def test_offline_hub_weights_are_a_one_line_error(monkeypatch):
 
 
 def test_unreachable_hub_is_the_same_error(monkeypatch):
-    import benchmark.models.ssl_loading as loading
+    import benchmark.models.hf_weights as loading
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)

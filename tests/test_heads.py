@@ -9,7 +9,7 @@ from benchmark.api import TokenizerInfo
 from benchmark.models.bilstm import MaskedBiLSTM, reverse_within_lengths
 from benchmark.models.embeddings import MultiCodebookEmbedding
 from benchmark.models.frontend import FeatureFrontEnd, TokenFrontEnd, build_frontend
-from benchmark.models.fusion import LayerFusion, summed_layer_weights
+from benchmark.models.fusion import LayerFusion, LayerWeightMeter
 from benchmark.tasks.asr import CharacterVocabulary
 
 
@@ -76,10 +76,13 @@ def test_attention_fusion_learns_to_pick_the_informative_layer():
     assert weights.mean((0, 1))[1].item() > 0.8
 
 
-def test_summed_layer_weights_ignore_padding():
-    weights = torch.tensor([[[0.2, 0.8], [1.0, 0.0]]])
-    mask = torch.tensor([[True, False]])
-    assert torch.allclose(summed_layer_weights(weights, mask), torch.tensor([0.2, 0.8]))
+def test_layer_weight_meter_averages_valid_frames_only():
+    meter = LayerWeightMeter()
+    assert meter.mean() is None
+    meter.add(torch.tensor([[[0.2, 0.8], [1.0, 0.0]]]), torch.tensor([[True, False]]))
+    meter.add(torch.tensor([[[0.6, 0.4]]]), torch.tensor([[True]]))
+    meter.add(None, torch.tensor([[True]]))  # a fusion without weights adds nothing
+    assert meter.mean() == pytest.approx([0.4, 0.6])
 
 
 def test_reverse_within_lengths_keeps_padding_in_place():

@@ -28,7 +28,7 @@ from benchmark.data.noise import NOISE_KINDS, mix_at_snr, pink_noise, snr_db
 from benchmark.errors import DataError, MissingDependencyError
 
 SMALL = MiniConfig(scale=0.01)  # 20 speakers, ~190 files, a few seconds
-TINY = MiniConfig(n_speakers=5, n_valid_speakers=1, n_test_speakers=1, ood_speakers=2, scale=0.01)
+TINY = MiniConfig(n_speakers=6, n_valid_speakers=1, n_test_speakers=1, ood_speakers=2, scale=0.01)
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +75,18 @@ def test_asr_splits_are_speaker_disjoint(corpus):
     assert len(train | valid | test) >= 20
     assert not (train & valid) and not (train & test) and not (valid & test)
     assert all(u.label is None for m in splits.values() for u in m)
+
+
+def test_held_out_speakers_have_voice_variants_seen_in_training():
+    plan = mini._Plan(MiniConfig())
+    variant = {spk.id: spk.variant for spk in plan.speakers}
+    accent = {spk.id: (spk.accent, spk.pitch, spk.rate) for spk in plan.speakers}
+    train = {spk for spk, split in plan.split_of.items() if split == "train"}
+    held_out = {spk for spk, split in plan.split_of.items() if split != "train"}
+    assert len(held_out) == 4 and len(train) == 16
+    for spk in held_out:  # a new speaker, not a new synthesiser
+        twins = [t for t in train if variant[t] == variant[spk]]
+        assert twins and all(accent[t] != accent[spk] for t in twins)
 
 
 def test_speaker_subset_shares_speakers_across_splits(corpus):

@@ -172,7 +172,7 @@ def test_cli_end_to_end_and_exit_codes(workdir, tmp_path):
     )
     assert unknown.returncode == 2
     assert unknown.stderr.strip().splitlines() == [
-        "error: unknown tokenizer 'dumy'; did you mean 'dummy'?"
+        "error: unknown tokenizer 'dumy'; did you mean 'dummy', 'dmel'?"
     ]
     preset = _cli(
         "run",

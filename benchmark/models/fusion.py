@@ -63,11 +63,27 @@ class LayerFusion(nn.Module):
         return self.projection(embedded.reshape(batch, frames, -1)), None
 
 
-def summed_layer_weights(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Sum of layer weights over valid frames, ``[K]`` (divide by the frame count for a mean).
+class LayerWeightMeter:
+    """Averages the per-frame layer weights of a fusion over every valid frame it sees.
 
-    Args:
-        weights: ``[B, N, K]`` per-frame weights.
-        mask: ``[B, N]`` True on valid frames.
+    The mean over a test set is what the record stores, so the leaderboard can draw which
+    layers each task uses (the paper's per-task layer-weight figure).
     """
-    return (weights * mask.unsqueeze(-1)).sum(dim=(0, 1))
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.frames = 0
+
+    def add(self, weights: torch.Tensor | None, mask: torch.Tensor) -> None:
+        """Accumulate ``weights [B, N, K]`` on the frames where ``mask [B, N]`` is True."""
+        if weights is None:
+            return
+        summed = (weights * mask.unsqueeze(-1)).sum(dim=(0, 1)).detach().cpu()
+        self.total = summed if self.total is None else self.total + summed
+        self.frames += int(mask.sum())
+
+    def mean(self) -> list[float] | None:
+        """Mean weight per layer ``[K]`` (sums to 1), or None when the fusion has no weights."""
+        if self.total is None:
+            return None
+        return (self.total / max(self.frames, 1)).tolist()

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from benchmark.models.vocoder import ScalableVocoder, VocoderError, load_vocoder
+from benchmark.tokenizers.validation import check_decode_inputs
 
 _KMEANS = re.compile(r"_k(?P<k>[0-9]+)_L(?P<layer>[0-9]+)\.pt$")
 HPARAMS_FILE = "hyperparams.yaml"
@@ -93,22 +94,16 @@ class SpeechBrainUnitVocoder(nn.Module):
         self, tokens: torch.Tensor, token_lengths: torch.Tensor, codebooks: Sequence[int] | None
     ) -> torch.Tensor:
         """``[B, N, K]`` tokens -> speechbrain's ``[B, N, L]`` ids (0 = layer left out)."""
-        k = len(self.codebook_layers)
-        if not isinstance(tokens, torch.Tensor) or tokens.ndim != 3 or tokens.shape[2] != k:
-            raise VocoderError(f"speechbrain vocoder: tokens must be [B, N, {k}] integer ids")
-        if tokens.is_floating_point():
-            raise VocoderError("speechbrain vocoder: tokens must hold integer ids, not floats")
-        if token_lengths.shape != (tokens.shape[0],) or token_lengths.is_floating_point():
-            raise VocoderError(f"speechbrain vocoder: token_lengths must be [{tokens.shape[0]}]")
-        selected = list(range(k)) if codebooks is None else list(codebooks)
-        bad = [
-            c for c in selected if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < k
-        ]
-        if not selected or bad or len(set(selected)) != len(selected):
-            raise VocoderError(
-                f"speechbrain vocoder: codebooks must be distinct indices in 0..{k - 1}, "
-                f"got {codebooks!r}"
-            )
+        sizes = (self.num_clusters,) * len(self.codebook_layers)
+        selected = check_decode_inputs(
+            "speechbrain vocoder",
+            tokens,
+            token_lengths,
+            sizes,
+            codebooks,
+            error=VocoderError,
+            decoded_only=True,
+        )
         device = next(self.generator.parameters()).device
         ids = tokens.detach().to(device, torch.int64)
         valid = torch.arange(ids.shape[1], device=device) < token_lengths.to(device).unsqueeze(1)
@@ -116,13 +111,6 @@ class SpeechBrainUnitVocoder(nn.Module):
             *ids.shape[:2], len(self.vocoder_layers), dtype=torch.int64, device=device
         )
         for c in selected:
-            column = ids[..., c][valid]
-            if column.numel() and (int(column.min()) < 0 or int(column.max()) >= self.num_clusters):
-                value = int(column.min()) if int(column.min()) < 0 else int(column.max())
-                raise VocoderError(
-                    f"speechbrain vocoder: codebook {c} holds id {value}, outside its range "
-                    f"[0, {self.num_clusters})"
-                )
             slot = self.slots[c]
             shifted = ids[..., c] + 1 + slot * self.num_clusters
             out[..., slot] = torch.where(valid, shifted, torch.zeros_like(shifted))

@@ -41,6 +41,7 @@ from torch import nn
 
 from benchmark.errors import BenchmarkError
 from benchmark.models.embeddings import MultiCodebookEmbedding
+from benchmark.tokenizers.validation import check_codebook_subset, check_decode_inputs
 
 CHECKPOINT_FORMAT = "benchmark-scalable-vocoder"
 CHECKPOINT_VERSION = 1
@@ -294,22 +295,8 @@ class ScalableVocoder(nn.Module):
         trained = self.config.trained_layers
         if codebooks is None:
             return trained
-        selected = list(codebooks)
         k = self.config.num_codebooks
-        if (
-            not selected
-            or any(isinstance(c, bool) or not isinstance(c, int) for c in selected)
-            or len(set(selected)) != len(selected)
-        ):
-            raise VocoderError(
-                f"vocoder: codebooks must be distinct ints, at least one, got {codebooks!r}"
-            )
-        outside = [c for c in selected if not 0 <= c < k]
-        if outside:
-            raise VocoderError(
-                f"vocoder: codebook {outside[0]} does not exist (the tokenizer has {k} "
-                f"codebooks, 0..{k - 1})"
-            )
+        selected = check_codebook_subset("vocoder", codebooks, k, error=VocoderError)
         untrained = [c for c in selected if c not in trained]
         if untrained:
             raise VocoderError(
@@ -334,45 +321,21 @@ class ScalableVocoder(nn.Module):
         Returns:
             ``[B, N, K]`` int64 on the vocoder's device (a new tensor; inputs are untouched).
         """
-        k = self.config.num_codebooks
-        if not isinstance(tokens, torch.Tensor) or tokens.ndim != 3 or tokens.shape[2] != k:
-            raise VocoderError(
-                f"vocoder: tokens must be an integer tensor [B, N, {k}], got {_describe(tokens)}"
-            )
-        if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
-            raise VocoderError(f"vocoder: tokens must hold integer ids, got {_describe(tokens)}")
-        if (
-            not isinstance(token_lengths, torch.Tensor)
-            or token_lengths.shape != (tokens.shape[0],)
-            or token_lengths.is_floating_point()
-        ):
-            raise VocoderError(
-                f"vocoder: token_lengths must be an integer tensor [{tokens.shape[0]}], got "
-                f"{_describe(token_lengths)}"
-            )
-        lengths = token_lengths.detach().to("cpu", torch.int64)
-        if len(lengths) and (int(lengths.min()) < 0 or int(lengths.max()) > tokens.shape[1]):
-            raise VocoderError(
-                f"vocoder: token_lengths must lie in [0, N={tokens.shape[1]}], got "
-                f"{lengths.tolist()}"
-            )
-        selected = self.check_codebooks(codebooks)
+        k, sizes = self.config.num_codebooks, self.config.codebook_sizes
+        selected = check_decode_inputs(
+            "vocoder",
+            tokens,
+            token_lengths,
+            sizes,
+            codebooks,
+            error=VocoderError,
+            select=self.check_codebooks,
+            decoded_only=True,
+        )
         device = self.absent_ids.device
         ids = tokens.detach().to(device=device, dtype=torch.int64)
-        valid = torch.arange(ids.shape[1], device=device).unsqueeze(0) < lengths.to(
-            device
-        ).unsqueeze(1)
-        for c in selected:
-            column = ids[..., c][valid]
-            if column.numel() == 0:
-                continue
-            low, high = int(column.min()), int(column.max())
-            size = self.config.codebook_sizes[c]
-            if low < 0 or high >= size:
-                bad = low if low < 0 else high
-                raise VocoderError(
-                    f"vocoder: codebook {c} holds id {bad}, outside its range [0, {size})"
-                )
+        lengths = token_lengths.detach().to(device, torch.int64)
+        valid = torch.arange(ids.shape[1], device=device).unsqueeze(0) < lengths.unsqueeze(1)
         keep = torch.zeros(k, dtype=torch.bool, device=device)
         keep[list(selected)] = True
         use = valid.unsqueeze(-1) & keep
@@ -415,12 +378,6 @@ class ScalableVocoder(nn.Module):
             self.train(was_training)
         mask = torch.arange(wav.shape[1], device=wav.device).unsqueeze(0) < lengths.unsqueeze(1)
         return wav * mask, lengths
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"tensor {str(value.dtype).removeprefix('torch.')} {list(value.shape)}"
-    return type(value).__name__
 
 
 # ---------------------------------------------------------------------- checkpoints

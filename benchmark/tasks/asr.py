@@ -19,13 +19,15 @@ from benchmark.errors import DataError
 from benchmark.metrics.asr import CharacterErrorRate, WordErrorRate, normalise_text
 from benchmark.models.bilstm import MaskedBiLSTM
 from benchmark.models.frontend import build_frontend
-from benchmark.models.fusion import summed_layer_weights
+from benchmark.models.fusion import LayerWeightMeter
 from benchmark.tasks.training import (
     Batch,
     Example,
     TrainConfig,
     batches,
+    check_embedding_init,
     examples_from_tokens,
+    initial_embeddings,
     train,
 )
 
@@ -157,10 +159,6 @@ class ASRTask(Task):
         time_masks: int = 2,
         time_mask_width: int = 10,
     ) -> None:
-        if embedding_init not in ("random", "tokenizer"):
-            raise ValueError(
-                f"embedding_init must be 'random' or 'tokenizer', got {embedding_init!r}"
-            )
         if not test_splits:
             raise ValueError("test_splits is empty: name at least one test split")
         self.info = TaskInfo(name=name, kind="asr", main_metric="wer", corpus=corpus)
@@ -168,7 +166,8 @@ class ASRTask(Task):
         self.split_names = {"train": train_split, "valid": valid_split}
         self.test_splits = tuple(test_splits)
         self.dim, self.hidden, self.layers = dim, hidden, layers
-        self.fusion, self.fusion_layer, self.embedding_init = fusion, fusion_layer, embedding_init
+        self.fusion, self.fusion_layer = fusion, fusion_layer
+        self.embedding_init = check_embedding_init(embedding_init)
         self.regularisation = {
             "dropout": dropout,
             "time_masks": time_masks,
@@ -199,9 +198,7 @@ class ASRTask(Task):
         train_set = self._examples(train_split, vocabulary)
         valid_set = self._examples(run.splits["valid"], vocabulary)
         torch.manual_seed(run.seed)
-        init = None
-        if self.embedding_init == "tokenizer" and not run.tokenizer_info.is_continuous:
-            init = run.embeddings()
+        init = initial_embeddings(run, self.embedding_init)
         model = CTCHead(
             run.tokenizer_info,
             len(vocabulary),
@@ -227,7 +224,7 @@ class ASRTask(Task):
             )
 
         def valid_cer(net: nn.Module) -> float:
-            hypotheses, _, _ = self._transcribe(net, valid_set, vocabulary, run.device)
+            hypotheses = self._transcribe(net, valid_set, vocabulary, run.device)
             return CharacterErrorRate().compute(hypotheses, [e.target for e in valid_set]).value
 
         result = train(
@@ -252,10 +249,10 @@ class ASRTask(Task):
                 "vocabulary": "".join(vocabulary.chars),
             },
         )
-        weight_sum, frames, examples_out = None, 0, {}
+        meter, examples_out = LayerWeightMeter(), {}
         for split_name in self.test_splits:
             test_set = self._examples(run.splits[f"test:{split_name}"], vocabulary)
-            hypotheses, summed, count = self._transcribe(model, test_set, vocabulary, run.device)
+            hypotheses = self._transcribe(model, test_set, vocabulary, run.device, meter)
             references = [e.target for e in test_set]
             suffix = "" if len(self.test_splits) == 1 else f"_{split_name}"
             metrics[f"wer{suffix}"] = WordErrorRate().compute(hypotheses, references)
@@ -264,25 +261,25 @@ class ASRTask(Task):
                 {"id": e.id, "reference": e.target, "hypothesis": h}
                 for e, h in list(zip(test_set, hypotheses, strict=True))[:5]
             ]
-            if summed is not None:
-                weight_sum = summed if weight_sum is None else weight_sum + summed
-                frames += count
         if len(self.test_splits) > 1:  # the main metric is the first test split's WER
             metrics["wer"] = metrics[f"wer_{self.test_splits[0]}"]
         extras["examples"] = examples_out
-        if weight_sum is not None:
-            extras["layer_weights"] = (weight_sum / max(frames, 1)).tolist()
-            extras["layers"] = list(run.tokenizer_info.layers or range(len(weight_sum)))
+        if meter.mean() is not None:
+            extras["layer_weights"] = meter.mean()
+            extras["layers"] = list(run.tokenizer_info.layers or range(len(meter.mean())))
         return TaskOutput(metrics=metrics, extras=extras)
 
     @staticmethod
     def _transcribe(
-        model: nn.Module, examples: list[Example], vocabulary: CharacterVocabulary, device: str
-    ) -> tuple[list[str], torch.Tensor | None, int]:
-        """Greedy transcripts (input order), summed layer weights and valid frame count."""
+        model: nn.Module,
+        examples: list[Example],
+        vocabulary: CharacterVocabulary,
+        device: str,
+        meter: LayerWeightMeter | None = None,
+    ) -> list[str]:
+        """Greedy transcripts in input order; layer weights go to ``meter`` when given."""
         model.eval()
         hypotheses: dict[str, str] = {}
-        weight_sum, frames = None, 0
         with torch.no_grad():
             for batch in batches(examples, 32, False, torch.Generator()):
                 batch = batch.to(device)
@@ -291,8 +288,6 @@ class ASRTask(Task):
                 for row, utt_id in enumerate(batch.ids):
                     n = int(batch.lengths[row])
                     hypotheses[utt_id] = vocabulary.greedy_decode(best[row, :n].tolist())
-                if weights is not None:
-                    summed = summed_layer_weights(weights, batch.mask).cpu()
-                    weight_sum = summed if weight_sum is None else weight_sum + summed
-                    frames += int(batch.mask.sum())
-        return [hypotheses[e.id] for e in examples], weight_sum, frames
+                if meter is not None:
+                    meter.add(weights, batch.mask)
+        return [hypotheses[e.id] for e in examples]

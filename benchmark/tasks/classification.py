@@ -19,13 +19,15 @@ from benchmark.errors import DataError
 from benchmark.metrics.classification import Accuracy
 from benchmark.models.bilstm import MaskedBiLSTM
 from benchmark.models.frontend import build_frontend
-from benchmark.models.fusion import summed_layer_weights
+from benchmark.models.fusion import LayerWeightMeter
 from benchmark.tasks.training import (
     Batch,
     Example,
     TrainConfig,
     batches,
+    check_embedding_init,
     examples_from_tokens,
+    initial_embeddings,
     train,
 )
 
@@ -93,16 +95,12 @@ class UtteranceClassificationTask(Task):
     ) -> None:
         if label_field not in ("label", "speaker"):
             raise ValueError(f"label_field must be 'label' or 'speaker', got {label_field!r}")
-        if embedding_init not in ("random", "tokenizer"):
-            raise ValueError(
-                f"embedding_init must be 'random' or 'tokenizer', got {embedding_init!r}"
-            )
         self.info = TaskInfo(
             name=name, kind="classification", main_metric="accuracy", corpus=corpus
         )
         self.subset, self.label_field = subset, label_field
         self.dim, self.hidden, self.fusion, self.fusion_layer = dim, hidden, fusion, fusion_layer
-        self.embedding_init = embedding_init
+        self.embedding_init = check_embedding_init(embedding_init)
         self.train_config = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, max_seconds=max_seconds
         )
@@ -131,9 +129,7 @@ class UtteranceClassificationTask(Task):
         valid_set = self._labelled(run.splits["valid"], classes)
         test_set = self._labelled(run.splits["test"], classes)
         torch.manual_seed(run.seed)
-        init = None
-        if self.embedding_init == "tokenizer" and not run.tokenizer_info.is_continuous:
-            init = run.embeddings()
+        init = initial_embeddings(run, self.embedding_init)
         model = ClassificationHead(
             run.tokenizer_info,
             len(classes),
@@ -150,7 +146,7 @@ class UtteranceClassificationTask(Task):
             return loss(logits, torch.tensor(batch.targets, device=logits.device))
 
         def error_rate(net: nn.Module) -> float:
-            predicted, _, _ = self._predict(net, valid_set, run.device)
+            predicted = self._predict(net, valid_set, run.device)
             return 1.0 - sum(
                 p == e.target for p, e in zip(predicted, valid_set, strict=True)
             ) / len(valid_set)
@@ -166,31 +162,33 @@ class UtteranceClassificationTask(Task):
             run.progress,
             f"{self.info.name} head",
         )
-        predicted, weight_sum, frames = self._predict(model, test_set, run.device)
+        meter = LayerWeightMeter()
+        predicted = self._predict(model, test_set, run.device, meter)
         accuracy = Accuracy().compute(predicted, [e.target for e in test_set])
         extras: dict[str, Any] = {
             "training": {"history": result.history, "best_epoch": result.best_epoch},
             "classes": labels,
         }
-        if weight_sum is not None:
-            extras["layer_weights"] = (weight_sum / max(frames, 1)).tolist()
+        if meter.mean() is not None:
+            extras["layer_weights"] = meter.mean()
+            extras["layers"] = list(run.tokenizer_info.layers or range(len(meter.mean())))
         return TaskOutput(metrics={"accuracy": accuracy}, extras=extras)
 
     @staticmethod
     def _predict(
-        model: nn.Module, examples: list[Example], device: str
-    ) -> tuple[list[int], torch.Tensor | None, int]:
-        """Predicted class per example (input order), summed layer weights, valid frames."""
+        model: nn.Module,
+        examples: list[Example],
+        device: str,
+        meter: LayerWeightMeter | None = None,
+    ) -> list[int]:
+        """Predicted class per example, in input order; layer weights go to ``meter``."""
         model.eval()
         predictions: dict[str, int] = {}
-        weight_sum, frames = None, 0
         with torch.no_grad():
             for batch in batches(examples, 64, False, torch.Generator()):
                 batch = batch.to(device)
                 logits, weights = model(batch)
                 predictions.update(zip(batch.ids, logits.argmax(dim=-1).tolist(), strict=True))
-                if weights is not None:
-                    summed = summed_layer_weights(weights, batch.mask).cpu()
-                    weight_sum = summed if weight_sum is None else weight_sum + summed
-                    frames += int(batch.mask.sum())
-        return [predictions[e.id] for e in examples], weight_sum, frames
+                if meter is not None:
+                    meter.add(weights, batch.mask)
+        return [predictions[e.id] for e in examples]

@@ -85,6 +85,28 @@ class TrainResult:
     seconds: float = 0.0
 
 
+EMBEDDING_INITS = ("random", "tokenizer")
+
+
+def check_embedding_init(mode: str) -> str:
+    """Validate a task's ``embedding_init`` parameter (``random`` or ``tokenizer``)."""
+    if mode not in EMBEDDING_INITS:
+        raise ValueError(f"embedding_init must be 'random' or 'tokenizer', got {mode!r}")
+    return mode
+
+
+def initial_embeddings(run: Any, mode: str) -> torch.Tensor | None:
+    """Codebook vectors ``[K, C, D]`` to initialise token embeddings from, or None.
+
+    ``tokenizer`` takes the tokenizer's own vectors (k-means centroids, codec codebooks) when
+    it has them (the paper's embedding-initialisation factor); ``random`` and continuous
+    references get None.
+    """
+    if mode != "tokenizer" or run.tokenizer_info.is_continuous:
+        return None
+    return run.embeddings()
+
+
 def examples_from_tokens(
     items: Sequence[tuple[str, np.ndarray, Any]],
 ) -> list[Example]:

@@ -1,13 +1,10 @@
 """Loading neural audio codecs (EnCodec, DAC, Mimi) from a card's weights, and their tiny twins.
 
-Three families, all through transformers (``EncodecModel``, ``DacModel``, ``MimiModel``), one
-loading path:
-
-- ``{"hub": "facebook/encodec_24khz", "revision": "<commit>"}``: the Hugging Face cache is tried
-  first (offline); when the files are not cached they are downloaded only if the hub can be
-  reached and ``HF_HUB_OFFLINE`` is not set. Otherwise a
-  :class:`~benchmark.errors.WeightsUnavailableError` names the model and how to provide it.
-- ``{"path": "/local/dir"}``: a folder written by ``save_pretrained``.
+Three families, all through transformers (``EncodecModel``, ``DacModel``, ``MimiModel``).
+Weights are ``{"hub": id, "revision": sha}`` or ``{"path": dir}``, loaded through
+:func:`benchmark.models.hf_weights.load_weights` (cache first, the hub only when reachable,
+one-line :class:`~benchmark.errors.WeightsUnavailableError` otherwise); this module adds the
+codec families, :class:`CodecWeightsInfo` and the tiny codecs' usable random codebooks.
 
 :func:`tiny_codec_dir` makes the ``mini`` preset's codecs: randomly initialised models of the
 real architectures (same sample rate, strides, codebook count and codebook sizes, so the same
@@ -21,12 +18,8 @@ were trained from); DAC's cosine-similarity codebooks are usable as initialised.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import os
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +28,7 @@ from typing import Any
 import torch
 
 from benchmark.errors import WeightsUnavailableError
-from benchmark.models.ssl_loading import hub_offline, hub_reachable
+from benchmark.models import hf_weights
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +83,6 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
         "upsample_groups": 32,
     },
 }
-#: Local folders whose weight files are at most this big are hashed for the fingerprint.
-_HASH_LIMIT = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -118,15 +109,7 @@ class CodecWeightsInfo:
 
     def fingerprint(self) -> dict[str, Any]:
         """What of the weights changes the tokens (no local path: a folder may move)."""
-        out: dict[str, Any] = {"family": self.family, "source": self.source}
-        if self.source == "hub":
-            out.update(hub=self.name, revision=self.revision)
-        out.update(
-            config_sha256=self.config_sha256,
-            weight_files=dict(sorted(self.weight_files.items())),
-            weights_sha256=self.weights_sha256,
-        )
-        return out
+        return hf_weights.weights_fingerprint(self)
 
 
 def check_family(family: str) -> None:
@@ -138,100 +121,8 @@ def check_family(family: str) -> None:
 
 
 def _classes(family: str) -> tuple[Any, Any]:
-    import transformers
-
     config_name, model_name, _ = FAMILIES[family]
-    return getattr(transformers, config_name), getattr(transformers, model_name)
-
-
-def _auto_config(source: str | Path, **kwargs: Any) -> Any:
-    """Any family's config (so weights of the wrong family get a clear error, not a crash)."""
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(source, **kwargs)
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _weight_files(folder: Path) -> dict[str, int]:
-    return {
-        p.name: p.stat().st_size
-        for p in sorted(folder.iterdir())
-        if p.is_file() and p.suffix in (".safetensors", ".bin") and not p.name.startswith(".")
-    }
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _check_model_type(config: Any, family: str, where: str) -> None:
-    model_type = getattr(config, "model_type", None)
-    if model_type != FAMILIES[family][2]:
-        raise WeightsUnavailableError(
-            f"{where} holds a {model_type!r} model but the card says family {family!r}; "
-            "fix the card's family or weights"
-        )
-
-
-def _load_from_hub(hub: str, revision: str, family: str) -> tuple[Any, Path]:
-    model_cls = _classes(family)[1]
-    from huggingface_hub import try_to_load_from_cache
-
-    def attempt(local_only: bool) -> tuple[Any, Path]:
-        config = _auto_config(hub, revision=revision, local_files_only=local_only)
-        _check_model_type(config, family, f"{hub}@{revision}")
-        model = model_cls.from_pretrained(
-            hub, config=config, revision=revision, local_files_only=local_only
-        )
-        cached = try_to_load_from_cache(hub, "config.json", revision=revision)
-        if not isinstance(cached, str):  # pragma: no cover - just loaded from there
-            raise WeightsUnavailableError(f"{hub}@{revision}: config.json vanished from the cache")
-        return model, Path(cached).parent
-
-    try:
-        return attempt(local_only=True)
-    except (OSError, ValueError) as exc:
-        log.debug("%s@%s not loadable from the cache: %s", hub, revision, exc)
-    if hub_offline() or not hub_reachable():
-        raise WeightsUnavailableError(
-            f"{hub}@{revision} ({family} codec) is not in the Hugging Face cache and the hub "
-            f"cannot be reached; download it on a connected machine (huggingface-cli download "
-            f"{hub} --revision {revision}) or set weights: {{path: /local/dir}} in the card"
-        )
-    try:
-        return attempt(local_only=False)
-    except (OSError, ValueError) as exc:
-        raise WeightsUnavailableError(
-            f"{hub}@{revision} ({family} codec) could not be downloaded ({_reason(exc)}); check "
-            "the hub id and revision, or set weights: {path: /local/dir} in the card"
-        ) from None
-
-
-def _load_from_path(path: str, family: str) -> tuple[Any, Path]:
-    folder = Path(path).expanduser()
-    if not (folder / "config.json").is_file() or not folder.is_dir() or not _weight_files(folder):
-        raise WeightsUnavailableError(
-            f"{family} codec folder {folder} is missing or lacks config.json and a "
-            "*.safetensors/*.bin file; point weights.path at a folder written by save_pretrained"
-        )
-    model_cls = _classes(family)[1]
-    try:
-        config = _auto_config(folder, local_files_only=True)
-        _check_model_type(config, family, f"codec folder {folder}")
-        model = model_cls.from_pretrained(folder, config=config, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise WeightsUnavailableError(
-            f"codec folder {folder} cannot be loaded as a {family} model ({_reason(exc)})"
-        ) from None
-    return model, folder.resolve()
+    return hf_weights.transformers_classes(config_name, model_name)
 
 
 def load_codec(
@@ -252,44 +143,28 @@ def load_codec(
             missing or invalid folder, or weights of another family. One line each.
     """
     check_family(family)
-    if not weights:
-        raise WeightsUnavailableError(
-            f"no weights given for the {family} codec; set weights: {{hub: ..., revision: ...}} "
-            "or {path: /local/dir} in the card, or tiny_model: true for a random test model"
-        )
-    keys = set(weights)
-    if keys == {"hub", "revision"}:
-        hub, revision = str(weights["hub"]), str(weights["revision"])
-        model, folder = _load_from_hub(hub, revision, family)
-        source, name = "hub", hub
-    elif keys == {"path"}:
-        model, folder = _load_from_path(str(weights["path"]), family)
-        source, name, revision = "path", str(folder), None
-    else:
-        raise WeightsUnavailableError(
-            f"weights must be {{hub, revision}} or {{path}}, got keys {sorted(keys)}"
-        )
-    model = model.to(device=device, dtype=torch.float32).eval()
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    files = _weight_files(folder)
-    weights_sha = None
-    if sum(files.values()) <= _HASH_LIMIT:
-        digest = hashlib.sha256()
-        for file_name in sorted(files):
-            digest.update(_sha256_file(folder / file_name).encode())
-        weights_sha = digest.hexdigest()
+    from transformers import AutoConfig  # any family's config: a wrong family is a clear error
+
+    loaded = hf_weights.load_weights(
+        weights,
+        family=family,
+        what="codec",
+        classes=(AutoConfig, _classes(family)[1]),
+        model_type=FAMILIES[family][2],
+        device=device,
+    )
     info = CodecWeightsInfo(
         family=family,
-        source=source,
-        name=name,
-        revision=revision,
-        config_sha256=_sha256_file(folder / "config.json"),
-        weight_files=files,
-        weights_sha256=weights_sha,
+        source=loaded.source,
+        name=loaded.name,
+        revision=loaded.revision,
+        config_sha256=loaded.config_sha256,
+        weight_files=dict(loaded.weight_files),
+        weights_sha256=loaded.weights_sha256,
     )
-    log.info("loaded %s codec %s%s on %s", family, name, f"@{revision}" if revision else "", device)
-    return model, info
+    revision = f"@{loaded.revision}" if loaded.revision else ""
+    log.info("loaded %s codec %s%s on %s", family, loaded.name, revision, device)
+    return loaded.model, info
 
 
 # --------------------------------------------------------------------------- tiny models
@@ -390,34 +265,14 @@ def tiny_codec_dir(family: str, root: Path) -> Path:
         marker with the spec.
     """
     spec = tiny_codec_spec(family)
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    root = Path(root)
-    folder = root / f"{family}-tiny-{digest}"
-    marker = folder / "TINY_COMPLETE"
-    if marker.is_file():
-        return folder
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{folder.name}.{os.getpid()}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    config_cls, model_cls = _classes(family)
-    config = config_cls(**TINY_CONFIGS[family])
-    generator = torch.Generator().manual_seed(TINY_SEED)
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(TINY_SEED)
-        model = model_cls(config).eval()
-        _init_tiny_codebooks(family, model, generator)
-    try:
-        model.save_pretrained(tmp)
-        (tmp / "TINY_COMPLETE").write_text(json.dumps(spec, sort_keys=True) + "\n")
-        if marker.is_file():  # another process finished first
-            return folder
-        shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not marker.is_file():  # not a lost race: a real failure
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("created tiny %s codec %s", family, folder)
-    return folder
+
+    def save(folder: Path) -> None:
+        config_cls, model_cls = _classes(family)
+        generator = torch.Generator().manual_seed(TINY_SEED)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(TINY_SEED)
+            model = model_cls(config_cls(**TINY_CONFIGS[family])).eval()
+            _init_tiny_codebooks(family, model, generator)
+        model.save_pretrained(folder)
+
+    return hf_weights.tiny_model_dir(root, f"{family}-tiny", spec, save)

@@ -32,19 +32,18 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from benchmark.api import BuildContext, FitData, Tokenizer, TokenizerInfo
 from benchmark.errors import BenchmarkError, DataError
 from benchmark.models.kmeans import KMeansConfig, KMeansQuantizer, QuantizerError, fit_kmeans
+from benchmark.models.reservoir import FrameReservoir
 from benchmark.models.ssl_codebooks import LayerCodebooks
 from benchmark.models.ssl_features import DTYPES, SSLConfigError, open_ssl_extractor
 from benchmark.models.ssl_loading import FAMILIES
@@ -59,52 +58,6 @@ DEFAULT_KMEANS_DATA: dict[str, str] = {"corpus": "mini", "subset": "ood", "split
 def quantizer_filename(layer: int, n_clusters: int) -> str:
     """File name of one layer's codebook in a fit folder: ``kmeans_L<layer>_k<K>.pt``."""
     return f"kmeans_L{layer}_k{n_clusters}.pt"
-
-
-class _Reservoir:
-    """A uniform sample of at most ``capacity`` frames ``[D]`` in a memory-mapped float32 file.
-
-    Bottom-``capacity`` of i.i.d. uniform keys (reservoir sampling): while fewer frames than
-    ``capacity`` arrived, it holds all of them, in order.
-    """
-
-    def __init__(self, path: Path, capacity: int, dim: int, seed: int) -> None:
-        self.path = path
-        self.capacity = capacity
-        self.data = np.lib.format.open_memmap(path, "w+", np.float32, (capacity, dim))
-        self.keys = torch.full((capacity,), math.inf, dtype=torch.float64)
-        self.filled = 0
-        self.seen = 0
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def add(self, frames: torch.Tensor) -> None:
-        """Offer ``[n, D]`` frames (any device) to the sample."""
-        x = frames.detach().to("cpu", torch.float32).numpy()
-        keys = torch.rand(x.shape[0], generator=self.generator, dtype=torch.float64)
-        self.seen += x.shape[0]
-        take = min(self.capacity - self.filled, x.shape[0])
-        if take:
-            self.data[self.filled : self.filled + take] = x[:take]
-            self.keys[self.filled : self.filled + take] = keys[:take]
-            self.filled += take
-            x, keys = x[take:], keys[take:]
-        if x.shape[0] == 0:
-            return
-        merged = torch.cat([self.keys, keys])
-        chosen = torch.topk(merged, self.capacity, largest=False, sorted=False).indices
-        new_rows = (chosen[chosen >= self.capacity] - self.capacity).sort().values
-        if new_rows.numel() == 0:
-            return
-        kept = torch.zeros(self.capacity, dtype=torch.bool)
-        kept[chosen[chosen < self.capacity]] = True
-        free = (~kept).nonzero().squeeze(1)
-        self.data[free.numpy()] = x[new_rows.numpy()]
-        self.keys[free] = keys[new_rows]
-
-    def chunks(self, size: int = 65536) -> Iterable[torch.Tensor]:
-        """``[n, D]`` float32 chunks of the sample, read from the file."""
-        for start in range(0, self.filled, size):
-            yield torch.from_numpy(np.array(self.data[start : min(start + size, self.filled)]))
 
 
 def _layers_param(layers: Any) -> tuple[int, ...]:
@@ -250,11 +203,11 @@ class DiscreteSSLTokenizer(Tokenizer):
         dim = self.model_info.hidden_size
         try:
             reservoirs = [
-                _Reservoir(
+                FrameReservoir(
                     scratch / f"L{layer}.npy",
-                    self.kmeans_max_frames,
-                    dim,
-                    self.kmeans_seed + 1000 * layer,
+                    capacity=self.kmeans_max_frames,
+                    dim=dim,
+                    seed=self.kmeans_seed + 1000 * layer,
                 )
                 for layer in self.layers
             ]
@@ -278,7 +231,7 @@ class DiscreteSSLTokenizer(Tokenizer):
             shutil.rmtree(scratch, ignore_errors=True)
         (out_dir / "fit.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
-    def _train(self, reservoirs: list[_Reservoir], data_name: str, out_dir: Path) -> dict:
+    def _train(self, reservoirs: list[FrameReservoir], data_name: str, out_dir: Path) -> dict:
         info = self.model_info
         summary: dict[str, Any] = {"encoder": info.encoder_id, "data": data_name, "layers": {}}
         for layer, k, reservoir in zip(self.layers, self.num_clusters, reservoirs, strict=True):

@@ -50,6 +50,7 @@ from tqdm.auto import tqdm
 from benchmark.api import BuildContext, FitData, Tokenizer, TokenizerInfo
 from benchmark.errors import BenchmarkError, DataError
 from benchmark.tokenizers.dummy import MelBandTokenizer
+from benchmark.tokenizers.validation import check_decode_inputs
 
 log = logging.getLogger(__name__)
 
@@ -435,7 +436,8 @@ class DMelTokenizer(Tokenizer):
             ``[B, N, n_mels]`` float32 dB; padded frames hold ``m``.
         """
         bands = self._quantiser()
-        selected = bands._check_tokens(tokens, token_lengths, codebooks)  # the dummy's checks
+        sizes = self.info.codebook_sizes
+        selected = check_decode_inputs(self.info.name, tokens, token_lengths, sizes, codebooks)
         ids = torch.full(tokens.shape, (self.n_bins - 1) / 2.0)
         ids[:, :, selected] = tokens[:, :, selected].detach().cpu().to(torch.float32)
         padded = torch.arange(tokens.shape[1]) >= token_lengths.cpu().unsqueeze(1)

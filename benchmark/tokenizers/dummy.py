@@ -31,6 +31,7 @@ import torch
 import torchaudio
 
 from benchmark.api import Tokenizer, TokenizerInfo
+from benchmark.tokenizers.validation import check_decode_inputs, describe
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +245,9 @@ class MelBandTokenizer(Tokenizer):
         Raises:
             ValueError: on tokens of the wrong type, shape or range, or a bad ``codebooks``.
         """
-        selected = self._check_tokens(tokens, token_lengths, codebooks)
+        sizes = (self.levels,) * self.n_bands
+        name = self.info.name
+        selected = check_decode_inputs(name, tokens, token_lengths, sizes, codebooks, what="band")
         frame_counts = [int(n) for n in token_lengths.tolist()]
         lengths = torch.tensor([n * self.hop_length for n in frame_counts], dtype=torch.int64)
         total = int(lengths.max()) if frame_counts else 0
@@ -307,7 +310,7 @@ class MelBandTokenizer(Tokenizer):
     def _check_audio(self, wav: torch.Tensor, lengths: torch.Tensor) -> None:
         if not isinstance(wav, torch.Tensor) or wav.ndim != 2 or not wav.is_floating_point():
             raise ValueError(
-                f"{self.info.name}: wav must be a float tensor [B, T], got {_describe(wav)}"
+                f"{self.info.name}: wav must be a float tensor [B, T], got {describe(wav)}"
             )
         if (
             not isinstance(lengths, torch.Tensor)
@@ -317,69 +320,10 @@ class MelBandTokenizer(Tokenizer):
         ):
             raise ValueError(
                 f"{self.info.name}: lengths must be an integer tensor [B] with B = "
-                f"{wav.shape[0]}, got {_describe(lengths)}"
+                f"{wav.shape[0]}, got {describe(lengths)}"
             )
         if len(lengths) and (int(lengths.min()) < 0 or int(lengths.max()) > wav.shape[1]):
             raise ValueError(
                 f"{self.info.name}: lengths must lie in [0, T={wav.shape[1]}], got "
                 f"{lengths.tolist()}"
             )
-
-    def _check_tokens(
-        self,
-        tokens: torch.Tensor,
-        token_lengths: torch.Tensor,
-        codebooks: Sequence[int] | None,
-    ) -> list[int]:
-        if (
-            not isinstance(tokens, torch.Tensor)
-            or tokens.ndim != 3
-            or tokens.shape[2] != self.n_bands
-            or tokens.is_floating_point()
-        ):
-            raise ValueError(
-                f"{self.info.name}: tokens must be an integer tensor [B, N, {self.n_bands}], "
-                f"got {_describe(tokens)}"
-            )
-        if (
-            not isinstance(token_lengths, torch.Tensor)
-            or token_lengths.shape != (tokens.shape[0],)
-            or token_lengths.is_floating_point()
-        ):
-            raise ValueError(
-                f"{self.info.name}: token_lengths must be an integer tensor [B] with B = "
-                f"{tokens.shape[0]}, got {_describe(token_lengths)}"
-            )
-        if len(token_lengths) and (
-            int(token_lengths.min()) < 0 or int(token_lengths.max()) > tokens.shape[1]
-        ):
-            raise ValueError(
-                f"{self.info.name}: token_lengths must lie in [0, N={tokens.shape[1]}], got "
-                f"{token_lengths.tolist()}"
-            )
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.levels):
-            raise ValueError(
-                f"{self.info.name}: ids must lie in [0, {self.levels}), got "
-                f"[{int(tokens.min())}, {int(tokens.max())}]"
-            )
-        if codebooks is None:
-            return list(range(self.n_bands))
-        selected = list(codebooks)
-        if (
-            not selected
-            or any(isinstance(k, bool) or not isinstance(k, int) for k in selected)
-            or any(not 0 <= k < self.n_bands for k in selected)
-            or len(set(selected)) != len(selected)
-        ):
-            raise ValueError(
-                f"{self.info.name}: codebooks must be distinct band indices in "
-                f"[0, {self.n_bands}), at least one, got {codebooks!r}"
-            )
-        return selected
-
-
-def _describe(value: object) -> str:
-    """``tensor int64 [2, 3]`` or the type name, for error messages."""
-    if isinstance(value, torch.Tensor):
-        return f"tensor {str(value.dtype).removeprefix('torch.')} {list(value.shape)}"
-    return type(value).__name__

@@ -35,8 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from tqdm.auto import tqdm
 from benchmark.api import BuildContext, FitData, Tokenizer, TokenizerInfo
 from benchmark.errors import BenchmarkError, DataError
 from benchmark.models.kmeans import KMeansConfig, KMeansQuantizer, QuantizerError, fit_kmeans
+from benchmark.models.reservoir import FrameReservoir
 from benchmark.tokenizers.dmel import (
     TokenVocoder,
     Vocoder,
@@ -56,6 +56,7 @@ from benchmark.tokenizers.dmel import (
     fit_batches,
     mel_bands,
 )
+from benchmark.tokenizers.validation import check_decode_inputs
 
 log = logging.getLogger(__name__)
 
@@ -63,118 +64,11 @@ log = logging.getLogger(__name__)
 TOKENIZER_VERSION = 1
 #: Out-of-domain k-means data by default, as for the discrete SSL tokenizers.
 DEFAULT_KMEANS_DATA: dict[str, str] = {"corpus": "mini", "subset": "ood", "split": "train"}
-#: Frames per chunk when the reservoir feeds k-means.
-_CHUNK = 65536
 
 
 def quantizer_filename(n_clusters: int) -> str:
     """File name of the codebook in a fit folder: ``kmeans_logmel_k<K>.pt``."""
     return f"kmeans_logmel_k{n_clusters}.pt"
-
-
-def _check_token_batch(
-    owner: str,
-    tokens: torch.Tensor,
-    token_lengths: torch.Tensor,
-    codebook_sizes: Sequence[int],
-    codebooks: Sequence[int] | None,
-) -> list[int]:
-    """Validate ``decode``'s inputs; returns the selected codebook indices.
-
-    Raises:
-        ValueError: tokens not an integer ``[B, N, K]`` tensor, lengths not ``[B]`` in
-            ``[0, N]``, ids outside their codebook, or ``codebooks`` not distinct indices.
-    """
-    k = len(codebook_sizes)
-    if (
-        not isinstance(tokens, torch.Tensor)
-        or tokens.ndim != 3
-        or tokens.shape[2] != k
-        or tokens.is_floating_point()
-    ):
-        shape = list(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
-        raise ValueError(f"{owner}: tokens must be an integer tensor [B, N, {k}], got {shape}")
-    if (
-        not isinstance(token_lengths, torch.Tensor)
-        or token_lengths.shape != (tokens.shape[0],)
-        or token_lengths.is_floating_point()
-        or bool((token_lengths < 0).any())
-        or bool((token_lengths > tokens.shape[1]).any())
-    ):
-        raise ValueError(
-            f"{owner}: token_lengths must be an integer tensor [B={tokens.shape[0]}] in "
-            f"[0, N={tokens.shape[1]}]"
-        )
-    if tokens.numel():
-        upper = torch.tensor(codebook_sizes, device=tokens.device)
-        if bool((tokens < 0).any()) or bool((tokens >= upper).any()):
-            raise ValueError(
-                f"{owner}: ids must lie in [0, codebook size), got "
-                f"[{int(tokens.min())}, {int(tokens.max())}]"
-            )
-    if codebooks is None:
-        return list(range(k))
-    selected = list(codebooks)
-    if (
-        not selected
-        or any(isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < k for c in selected)
-        or len(set(selected)) != len(selected)
-    ):
-        raise ValueError(
-            f"{owner}: codebooks must be distinct indices in [0, {k}), at least one, "
-            f"got {codebooks!r}"
-        )
-    return selected
-
-
-class FrameReservoir:
-    """A uniform sample of at most ``capacity`` feature frames, in one preallocated tensor.
-
-    Bottom-``capacity`` of i.i.d. uniform keys (reservoir sampling): while fewer frames than
-    ``capacity`` have arrived it holds all of them, in arrival order; later frames replace the
-    rows whose keys leave the bottom ``capacity``. Deterministic for a seed and a stream.
-    Memory: ``capacity * D`` float32 (pages are touched only as rows fill).
-
-    Args:
-        capacity: most frames kept.
-        dim: feature size ``D``.
-        seed: seeds the keys.
-    """
-
-    def __init__(self, capacity: int, dim: int, seed: int) -> None:
-        self.capacity = capacity
-        self.data = torch.empty(capacity, dim)
-        self.keys = torch.full((capacity,), math.inf, dtype=torch.float64)
-        self.filled = 0
-        self.seen = 0
-        self._generator = torch.Generator().manual_seed(seed)
-
-    def add(self, frames: torch.Tensor) -> None:
-        """Offer ``[n, D]`` frames (any device) to the sample."""
-        x = frames.detach().to("cpu", torch.float32)
-        keys = torch.rand(x.shape[0], generator=self._generator, dtype=torch.float64)
-        self.seen += x.shape[0]
-        take = min(self.capacity - self.filled, x.shape[0])
-        if take:
-            self.data[self.filled : self.filled + take] = x[:take]
-            self.keys[self.filled : self.filled + take] = keys[:take]
-            self.filled += take
-            x, keys = x[take:], keys[take:]
-        if x.shape[0] == 0:
-            return
-        chosen = torch.topk(torch.cat([self.keys, keys]), self.capacity, largest=False).indices
-        new_rows = chosen[chosen >= self.capacity] - self.capacity
-        if new_rows.numel() == 0:
-            return
-        kept = torch.zeros(self.capacity, dtype=torch.bool)
-        kept[chosen[chosen < self.capacity]] = True
-        free = (~kept).nonzero().squeeze(1)
-        self.data[free] = x[new_rows]
-        self.keys[free] = keys[new_rows]
-
-    def chunks(self) -> Iterator[torch.Tensor]:
-        """``[n, D]`` float32 chunks of the sample (a fresh iterator each call)."""
-        return (self.data[s : min(s + _CHUNK, self.filled)] for s in range(0, self.filled, _CHUNK))
 
 
 class KMeansLogMelTokenizer(Tokenizer):
@@ -305,7 +199,12 @@ class KMeansLogMelTokenizer(Tokenizer):
         Raises:
             DataError: no audio, or fewer frames than ``num_clusters`` (from k-means).
         """
-        reservoir = FrameReservoir(self.kmeans_max_frames, self.dim, self.kmeans_seed)
+        reservoir = FrameReservoir(
+            capacity=self.kmeans_max_frames,
+            dim=self.dim,
+            seed=self.kmeans_seed,
+            arrival_order=False,  # the row order this tokenizer's codebooks were fitted with
+        )
         bar = tqdm(
             fit_batches(data),
             desc=f"log-mel frames {self.info.name}",
@@ -454,9 +353,8 @@ class KMeansLogMelTokenizer(Tokenizer):
             ValueError: tokens of the wrong type, shape or range, or a bad ``codebooks``.
         """
         quantizer = self._codebook()
-        _check_token_batch(
-            self.info.name, tokens, token_lengths, self.info.codebook_sizes, codebooks
-        )
+        sizes = self.info.codebook_sizes
+        check_decode_inputs(self.info.name, tokens, token_lengths, sizes, codebooks)
         if isinstance(self.vocoder, TokenVocoder):
             return self.vocoder.decode(tokens, token_lengths, codebooks)
         ids = tokens[:, :, 0].detach().cpu()
