@@ -255,7 +255,7 @@ def _scan(
     n_frames = 0
     for x in _chunks(stream, None, device):
         if buffer is None:
-            buffer = torch.empty(size, x.shape[1], device=device)
+            buffer = torch.empty(0, x.shape[1], device=device)
         new_keys = torch.rand(x.shape[0], generator=generator, dtype=torch.float64).to(device)
         merged = torch.cat([keys, new_keys])
         chosen = torch.topk(merged, size, largest=False, sorted=False).indices
@@ -263,12 +263,15 @@ def _scan(
         keep_old[chosen[chosen < size]] = True
         new_rows = chosen[chosen >= size] - size
         free = (~keep_old).nonzero().squeeze(1)[: new_rows.numel()]
+        if free.numel() and int(free.max()) >= buffer.shape[0]:  # grow up to `size` rows
+            rows = min(size, max(int(free.max()) + 1, 2 * buffer.shape[0]))
+            buffer = torch.cat([buffer, buffer.new_empty(rows - buffer.shape[0], buffer.shape[1])])
         buffer[free] = x[new_rows]
         keys[free] = new_keys[new_rows]
         n_frames += x.shape[0]
     if buffer is None:
         raise DataError("k-means: the feature stream yielded no frames; give a non-empty source")
-    return buffer[torch.isfinite(keys)], n_frames
+    return buffer[torch.isfinite(keys[: buffer.shape[0]])], n_frames
 
 
 # --------------------------------------------------------------------------- seeding
