@@ -276,6 +276,11 @@ def cmd_check_tokenizer(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     tokenizer = construct(entry.load(), card.params, context, entry.name)
+    if tokenizer.info.is_continuous:
+        raise UsageError(
+            f"{entry.name!r} is a continuous reference (features, no tokens, no bitrate): "
+            "check-tokenizer checks tokenizers only"
+        )
     if tokenizer.needs_fit:
         from benchmark.runner import RunConfig, Runner
 

@@ -403,3 +403,38 @@ def test_cached_hub_weights_load_offline_through_the_hub_route(workdir, tmp_path
     assert (info.source, info.name, info.revision) == ("hub", "acme/tiny-wavlm", revision)
     assert info.encoder_id == f"acme/tiny-wavlm@{revision}" and info.do_normalize
     assert info.fingerprint()["revision"] == revision
+
+
+def test_decode_through_a_scalable_vocoder_named_by_the_card(fitted, workdir, tmp_path):
+    from benchmark.conformance import check_tokenizer, failed_checks, format_results
+    from benchmark.models.vocoder import ScalableVocoder, VocoderConfig, save_vocoder
+
+    tokenizer, out = fitted
+    with pytest.raises(NotImplementedError, match="train-vocoder --tokenizer t"):
+        tokenizer.decode(torch.zeros(1, 2, 5, dtype=torch.int64), torch.tensor([2]))
+    config = VocoderConfig(
+        tokenizer.info.codebook_sizes,
+        tuple(range(tokenizer.info.num_codebooks)),
+        True,
+        embedding_dim=16,
+        attn_dim=16,
+        upsample_initial_channel=32,
+        upsample_factors=(8, 5, 4, 2),
+        upsample_kernel_sizes=(16, 11, 8, 4),
+        resblock_type="2",
+        resblock_kernel_sizes=(3,),
+        resblock_dilation_sizes=((1, 3),),
+    )
+    path = tmp_path / "vocoder.pt"
+    save_vocoder(path, ScalableVocoder(config).eval(), "t", "fp")
+    decodable = _tokenizer(workdir, vocoder={"path": str(path)})
+    decodable.load_fitted(out)
+    assert decodable.info.can_decode
+    assert decodable.state_fingerprint() != tokenizer.state_fingerprint()
+    results = check_tokenizer(decodable)
+    assert failed_checks(results) == [], "\n".join(format_results(results))
+    decode = next(r for r in results if r.name == "decode")
+    assert not decode.skipped and "subset [0] decodes" in decode.detail
+    other = _tokenizer(workdir, num_clusters=8, vocoder={"path": str(path)})
+    with pytest.raises(ValueError, match="codebook"):
+        other.decode(torch.zeros(1, 2, 5, dtype=torch.int64), torch.tensor([2]))

@@ -117,6 +117,8 @@ class DiscreteSSLTokenizer(Tokenizer):
             is reported by ``scripts/bench_ssl_encode.py``).
         tiny_model: use the mini preset's tiny random encoder instead of ``context.weights``.
         normalize_wav: normalise each waveform; None follows the model's preprocessor config.
+        vocoder: ``{path: vocoder.pt}`` or ``{speechbrain: FOLDER}`` to decode with; None
+            (default) makes the tokenizer encode-only.
         name: registry name.
         context: the harness's build context (device, workdir, weights).
 
@@ -139,6 +141,7 @@ class DiscreteSSLTokenizer(Tokenizer):
         dtype: str = "fp32",
         tiny_model: bool = False,
         normalize_wav: bool | None = None,
+        vocoder: Mapping[str, str] | None = None,
         name: str = "discrete-ssl",
         context: BuildContext | None = None,
     ) -> None:
@@ -175,9 +178,12 @@ class DiscreteSSLTokenizer(Tokenizer):
             sample_rate=info.sample_rate,
             frame_rate=info.sample_rate / info.hop,
             codebook_sizes=self.num_clusters,
-            can_decode=False,
+            can_decode=vocoder is not None,
             layers=self.layers,
         )
+        self.vocoder_spec = dict(vocoder) if vocoder else None
+        self._vocoder: Any = None
+        self._device = str(context.device or "cpu")
 
     # ------------------------------------------------------------------ fitting
 
@@ -336,6 +342,41 @@ class DiscreteSSLTokenizer(Tokenizer):
         tokens[mask] = ids.cpu()
         return tokens, frames
 
+    def decode(
+        self,
+        tokens: torch.Tensor,
+        token_lengths: torch.Tensor,
+        codebooks: Sequence[int] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio ``[B, T]`` at 16 kHz from tokens ``[B, N, K]`` through the card's vocoder.
+
+        The vocoder is the card's ``vocoder`` param: ``{path: vocoder.pt}`` (a scalable unit
+        HiFi-GAN trained by ``train-vocoder``, which decodes any subset of layers) or
+        ``{speechbrain: FOLDER}`` (speechbrain's released discrete HiFi-GAN). Loaded on first
+        use and checked against this tokenizer's codebook sizes (and layers).
+
+        Raises:
+            NotImplementedError: the card names no vocoder.
+            VocoderError: a subset the vocoder was not trained for, ids out of range, or a
+                vocoder made for another tokenizer (one line).
+        """
+        if self.vocoder_spec is None:
+            raise NotImplementedError(
+                f"tokenizer {self.info.name!r} has no vocoder: train one with `python -m "
+                f"benchmark train-vocoder --tokenizer {self.info.name}` and set "
+                "vocoder: {path: ...} in the card (or --tokenizer-param)"
+            )
+        if self._vocoder is None:
+            from benchmark.models.sb_vocoder import open_vocoder
+
+            self._vocoder = open_vocoder(
+                self.vocoder_spec,
+                codebook_layers=self.layers,
+                expect_codebook_sizes=self.num_clusters,
+                device=self._device,
+            )
+        return self._vocoder.decode(tokens, token_lengths, codebooks)
+
     def embeddings(self) -> torch.Tensor | None:
         """Centroids ``[K, C, D]`` (CPU float32) when every codebook has the same size."""
         if self.codebooks is None or len(set(self.num_clusters)) != 1:
@@ -352,5 +393,6 @@ class DiscreteSSLTokenizer(Tokenizer):
             "layers": list(self.layers),
             "num_clusters": list(self.num_clusters),
             "kmeans_data": dict(self.kmeans_data),
+            "vocoder": self.vocoder_spec,
             "short_clips": f"zero-padded to {self.model_info.receptive_field} samples",
         }
