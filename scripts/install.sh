@@ -31,7 +31,8 @@ stamp=".venv/.install-stamp"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)${extras}"
 have=""
 if [ -f "$stamp" ]; then have="$(cat "$stamp")"; fi
-if [ "$have" != "$want" ]; then
+# a --dev install also satisfies a plain one
+if [ "$have" != "$want" ] && [ "$have" != "${want}[dev]" ]; then
   echo "installing Python dependencies into .venv (first time: a few minutes)" >&2
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".${extras}"
