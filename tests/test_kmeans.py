@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import joblib
 import numpy as np
@@ -98,6 +99,11 @@ def test_many_small_chunks_match_one_chunk(moderate: torch.Tensor) -> None:
     assert streamed.n_frames_seen == whole.n_frames_seen == moderate.shape[0]
     assert streamed.inertia == pytest.approx(whole.inertia, rel=0.03)
     assert inertia(moderate, streamed.centroids) == pytest.approx(streamed.inertia, rel=0.01)
+    exact = fit_kmeans(small_chunks, replace(config, evaluate_final=True, max_iter=3))
+    assert exact.n_iter == 3 and not exact.converged
+    assert exact.inertia == pytest.approx(inertia(moderate, exact.centroids), rel=1e-6)
+    assert exact.inertia <= exact.history[-1]  # Lloyd never raises the inertia
+    assert int(exact.cluster_sizes.sum()) == moderate.shape[0]
 
 
 def test_inertia_no_worse_than_sklearn(moderate: torch.Tensor) -> None:
@@ -154,7 +160,7 @@ def test_error_messages() -> None:
         return iter([x[: 532 - 100 * min(next(counter), 1)]])
 
     with pytest.raises(DataError, match="same data every time"):
-        fit_kmeans(shrinking, KMeansConfig(n_clusters=4, init_size=10, sample_iters=0))
+        fit_kmeans(shrinking, KMeansConfig(n_clusters=4, init_size=10))
     for error in (DataError, KMeansConfigError, QuantizerError):
         assert issubclass(error, BenchmarkError)
 

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from benchmark.api import BuildContext, FitData, Tokenizer, TokenizerInfo
 from benchmark.errors import BenchmarkError, DataError
+from benchmark.models.kmeans import ALGORITHM_VERSION as KMEANS_ALGORITHM_VERSION
 from benchmark.models.kmeans import KMeansConfig, KMeansQuantizer, QuantizerError, fit_kmeans
 from benchmark.models.reservoir import FrameReservoir
 from benchmark.models.ssl_codebooks import LayerCodebooks
@@ -387,6 +388,7 @@ class DiscreteSSLTokenizer(Tokenizer):
         """Resolved weights (hub id + revision, or config/weight hashes), dtype and settings."""
         return {
             "version": TOKENIZER_VERSION,
+            "kmeans_algorithm": KMEANS_ALGORITHM_VERSION,
             "weights": self.model_info.fingerprint(),
             "dtype": self.dtype,
             "normalize_wav": self.extractor.normalize,

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from benchmark.api import BuildContext, FitData, Tokenizer, TokenizerInfo
 from benchmark.errors import BenchmarkError, DataError
+from benchmark.models.kmeans import ALGORITHM_VERSION as KMEANS_ALGORITHM_VERSION
 from benchmark.models.kmeans import KMeansConfig, KMeansQuantizer, QuantizerError, fit_kmeans
 from benchmark.models.reservoir import FrameReservoir
 from benchmark.tokenizers.dmel import (
@@ -294,6 +295,7 @@ class KMeansLogMelTokenizer(Tokenizer):
             codebook = hashlib.sha256(data).hexdigest()[:16]
         return {
             "version": TOKENIZER_VERSION,
+            "kmeans_algorithm": KMEANS_ALGORITHM_VERSION,
             "features": self.encoder_id,
             "kmeans_data": dict(self.kmeans_data),
             "codebook_sha256": codebook,
