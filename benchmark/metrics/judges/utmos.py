@@ -18,6 +18,7 @@ unavailable judge, never a half-random one.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -103,7 +104,8 @@ class UTMOSJudge:
         except (OSError, RuntimeError, ValueError) as exc:
             reason = " ".join(str(exc).split())[:200]
             raise JudgeUnavailableError(f"UTMOS weights {path} are unreadable ({reason})") from None
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # the package's old weight_norm
             expected = set(UTMOSModel().state_dict())
         found = set(state) if isinstance(state, Mapping) else set()
         if found != expected:
@@ -114,7 +116,9 @@ class UTMOSJudge:
                 f"unexpected, e.g. {unexpected[:1]})"
             )
         del state
-        self.scorer = UTMOSScoreTorch(ckpt_path=str(path), device=device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            self.scorer = UTMOSScoreTorch(ckpt_path=str(path), device=device)
         self.device = device
         self._identity = {
             "name": "UTMOS22 strong learner (utmos-pytorch)",

@@ -43,6 +43,8 @@ PROCESSOR_FILES: tuple[str, ...] = (
 )
 WINDOW_SECONDS = 30.0
 MAX_NEW_TOKENS = 128
+#: <|startoftranscript|> <|en|> <|transcribe|> <|notimestamps|>
+PROMPT_TOKENS = 4
 DECODING = {"language": "en", "task": "transcribe", "num_beams": 1}
 
 
@@ -115,6 +117,8 @@ class WhisperRecognizer:
         """Transcripts of ``[T]`` waveforms at 16 kHz, each at most 30 s long."""
         texts: list[str] = []
         model = self.loaded.model
+        # the decoder's positions hold the 4 prompt tokens plus what it writes
+        max_new = min(MAX_NEW_TOKENS, int(model.config.max_target_positions) - PROMPT_TOKENS)
         for start in range(0, len(waves), self.batch_size):
             chunk = [
                 w.detach().cpu().float().numpy() for w in waves[start : start + self.batch_size]
@@ -131,7 +135,7 @@ class WhisperRecognizer:
                     task=DECODING["task"],
                     num_beams=DECODING["num_beams"],
                     do_sample=False,
-                    max_new_tokens=MAX_NEW_TOKENS,
+                    max_new_tokens=max_new,
                 )
             texts.extend(
                 t.strip() for t in self.processor.batch_decode(ids, skip_special_tokens=True)
