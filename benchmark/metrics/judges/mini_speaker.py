@@ -42,19 +42,19 @@ log = logging.getLogger(__name__)
 
 KIND = "speaker"
 NAME = "mini ECAPA-TDNN speaker embedder"
-FEATURES = LogMelSettings(n_mels=40, n_fft=400, hop=160)
+FEATURES = LogMelSettings(n_mels=40, n_fft=512, hop=320)
 #: ECAPA-TDNN settings (speechbrain's defaults are 512/1536 channels, 192 dims).
 ARCHITECTURE: dict[str, Any] = {
-    "channels": [128, 128, 128, 128, 384],
-    "lin_neurons": 128,
-    "attention_channels": 64,
-    "se_channels": 64,
-    "res2net_scale": 4,
+    "channels": [64, 64, 64, 64, 192],
+    "lin_neurons": 96,
+    "attention_channels": 32,
+    "se_channels": 32,
+    "res2net_scale": 2,
 }
-#: Training crops: length and hop in frames (2 s and 1 s at 10 ms).
-CROP, CROP_HOP = 200, 100
+#: Training crops: length and hop in frames (2 s and 1 s at 20 ms).
+CROP, CROP_HOP = 100, 50
 MARGIN, SCALE = 0.2, 30.0
-DEFAULT_BUDGET = JudgeBudget(epochs=12, batch_size=32, lr=2e-3, max_seconds=120.0)
+DEFAULT_BUDGET = JudgeBudget(epochs=10, batch_size=32, lr=3e-3, max_seconds=100.0)
 
 
 class SpeakerModel(nn.Module):
