@@ -48,10 +48,10 @@ FEATURES = LogMelSettings(n_mels=40, n_fft=512, hop=320)
 #: Frames stacked per convolution step (50 Hz features, 25 Hz convolutions).
 STACK = 2
 #: Architecture: width, dilation of each residual block, kernel size.
-ARCHITECTURE: dict[str, Any] = {"hidden": 192, "dilations": [1, 2, 4, 1, 2, 4], "kernel": 5}
+ARCHITECTURE: dict[str, Any] = {"hidden": 160, "dilations": [1, 2, 4, 1, 2, 4], "kernel": 5}
 DROPOUT = 0.1
 #: The default budget for the full mini corpus (about 47 min of training audio).
-DEFAULT_BUDGET = JudgeBudget(epochs=6, batch_size=8, lr=3e-3, max_seconds=150.0)
+DEFAULT_BUDGET = JudgeBudget(epochs=6, batch_size=8, lr=3e-3, max_seconds=300.0)
 
 
 class _Block(nn.Module):
@@ -172,7 +172,7 @@ def train_mini_asr_judge(
     Raises:
         DataError: an utterance without transcript, or unreadable audio.
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     front_end = LogMel(FEATURES)
     train_set = _examples(train_manifest, front_end, progress)
     valid_set = _examples(valid_manifest, front_end, progress)
@@ -214,6 +214,8 @@ def train_mini_asr_judge(
         "best_epoch": result.best_epoch,
         "history": result.history,
         "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+        "threads": torch.get_num_threads(),
         "train_utterances": len(train_set),
     }
     write_judge(out_dir, model.state_dict(), meta)
