@@ -200,3 +200,13 @@ def test_registry_strings_load_as_metrics(name):
     cls = entry.load()  # checks the Metric contract
     assert cls.name == name and issubclass(cls, AudioMetric)
     assert cls.direction in ("higher", "lower") and set(cls.needs) >= {"audio"}
+
+
+def test_vocoder_dnsmos_uses_the_same_judge(audio):
+    from benchmark.tasks.vocoder_eval import dnsmos_metric
+
+    wave = load_audio(audio["noisy"], SR)
+    result = dnsmos_metric([wave], SR)
+    per_utterance = DNSMOSOvrl().score([AudioItem("n", audio["noisy"])])[0]
+    assert result.value == pytest.approx(per_utterance, abs=1e-6)
+    assert result.judge == DNSMOSOvrl().judge()

@@ -51,7 +51,7 @@ STACK = 2
 ARCHITECTURE: dict[str, Any] = {"hidden": 160, "dilations": [1, 2, 4, 1, 2, 4], "kernel": 5}
 DROPOUT = 0.1
 #: The default budget for the full mini corpus (about 47 min of training audio).
-DEFAULT_BUDGET = JudgeBudget(epochs=6, batch_size=8, lr=3e-3, max_seconds=300.0)
+DEFAULT_BUDGET = JudgeBudget(epochs=8, batch_size=8, lr=3e-3, max_seconds=300.0)
 
 
 class _Block(nn.Module):
