@@ -35,6 +35,7 @@ AUDIO_METRICS = {
     "dnsmos_ovrl": "benchmark.metrics.dnsmos:DNSMOSOvrl",
     "dnsmos_p808": "benchmark.metrics.dnsmos:DNSMOSP808",
     "dwer": "benchmark.metrics.dwer:DWER",
+    "dcer": "benchmark.metrics.dwer:DCER",
     "speaker_similarity": "benchmark.metrics.speaker_similarity:SpeakerSimilarity",
     "utmos": "benchmark.metrics.utmos:UTMOS",
 }

@@ -15,7 +15,7 @@ from benchmark.data.manifest import Manifest
 from benchmark.data.mini import MiniConfig, mini_manifest, prepare_mini
 from benchmark.errors import JudgeUnavailableError
 from benchmark.metrics.audio_base import AudioItem, evaluate_metric
-from benchmark.metrics.dwer import DWER
+from benchmark.metrics.dwer import DCER, DWER
 from benchmark.metrics.judges.mini_asr import (
     load_mini_asr_judge,
     mini_asr_judge_fingerprint,
@@ -144,6 +144,8 @@ def test_asr_judge_learns_and_dwer_is_zero_for_identical_audio(asr_judge):
     assert scores == [0.0] * len(items) and result.value == 0.0
     other = [AudioItem("x", items[0].audio, reference_audio=items[1].audio)]
     assert DWER(mini_judge=folder).score(other)[0] > 0.0
+    dcer = DCER(mini_judge=folder).score(items[:1] + other)
+    assert dcer[0] == 0.0 and 0.0 < dcer[1] < DWER(mini_judge=folder).score(other)[0]
 
 
 def test_missing_mini_judge_is_unavailable(tmp_path, asr_judge):

@@ -13,6 +13,7 @@ Recognisers: Whisper (``full``; default ``openai/whisper-small`` at a pinned rev
 
 Skipped: audio under 0.1 s; with Whisper, audio over its 30 s window; an utterance whose
 reference transcript is empty (dWER is undefined without reference words).
+:class:`DCER` is the same on characters (dCER).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class DWER(AudioMetric):
     """
 
     name = "dwer"
+    unit = "word"
     direction = "lower"
     needs = ("audio", "reference_audio")
     min_seconds = 0.1
@@ -83,10 +85,21 @@ class DWER(AudioMetric):
             chunk = items[start : start + CHUNK]
             generated = recognizer.transcribe([load_audio(i.audio, rate) for i in chunk])
             heard = recognizer.transcribe([load_audio(i.reference_audio, rate) for i in chunk])
-            errors, lengths = edit_counts(heard, generated, "word")
+            errors, lengths = edit_counts(heard, generated, self.unit)
             for reference, error, length in zip(heard, errors, lengths, strict=True):
                 if not normalise_text(reference):
-                    out.append(Skip("the recogniser heard no words in the reference audio"))
+                    out.append(Skip("the recogniser heard nothing in the reference audio"))
                 else:
                     out.append(100.0 * float(error) / float(length))
         return out
+
+
+class DCER(DWER):
+    """Utterance-averaged dCER in %: :class:`DWER` on characters (spaces included).
+
+    Finer-grained than dWER where the recogniser is weak (the mini CTC judge), since one
+    wrong letter costs one character rather than a whole word.
+    """
+
+    name = "dcer"
+    unit = "char"
