@@ -10,9 +10,10 @@ codebooks (one per quantised layer for SSL tokenizers).
 from __future__ import annotations
 
 import abc
+import dataclasses
 import inspect
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,6 +22,9 @@ from benchmark.errors import ContractError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
+
+    from benchmark.cache import TokenSplit
+    from benchmark.data.manifest import Manifest
 
 Direction = Literal["higher", "lower"]
 
@@ -184,6 +188,45 @@ class FitData:
         return iter(self.batches())
 
 
+@dataclass(frozen=True)
+class DataRef:
+    """A split of a registered corpus, by name: what a task or a k-means fit reads.
+
+    The harness resolves it through the corpus registry (:mod:`benchmark.data.corpora`),
+    preparing the corpus first when it needs to (the mini corpus is synthesised once).
+
+    Attributes:
+        corpus: recipe name (``mini``, ``librispeech``, ``manifest``, ...).
+        subset: the part of the corpus (``asr``, ``speaker``; a folder for ``manifest``).
+        split: ``train``, ``valid``, ``test`` or a corpus's own split name.
+    """
+
+    corpus: str
+    subset: str
+    split: str = "train"
+
+    @property
+    def name(self) -> str:
+        """``corpus/subset/split``."""
+        return f"{self.corpus}/{self.subset}/{self.split}"
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], default_corpus: str = "mini") -> DataRef:
+        """From a card's ``{"corpus", "subset", "split"}`` mapping.
+
+        Raises:
+            ContractError: ``subset`` is missing or a value is not a string.
+        """
+        if "subset" not in spec:
+            raise ContractError(f"data spec {dict(spec)!r} needs a 'subset'")
+        ref = cls(
+            str(spec.get("corpus", default_corpus)), spec["subset"], spec.get("split", "train")
+        )
+        if not all(isinstance(v, str) and v for v in (ref.corpus, ref.subset, ref.split)):
+            raise ContractError(f"data spec {dict(spec)!r}: corpus, subset, split are strings")
+        return ref
+
+
 class Tokenizer(abc.ABC):
     """An audio tokenizer: waveform in, integer tokens out, and back where it can.
 
@@ -289,6 +332,38 @@ class TaskInfo:
 
 
 @dataclass(frozen=True)
+class UtteranceScores:
+    """Per-utterance parts of a metric: ``value = scale * sum(num) / sum(den)``.
+
+    A mean metric has ``den = 1`` per utterance; a corpus ratio (WER: edits / reference
+    words) keeps both, so a paired bootstrap over utterances recomputes exactly the reported
+    statistic. Stored in records for significance tests between tokenizers.
+    """
+
+    ids: list[str]
+    num: list[float]
+    den: list[float]
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not len(self.ids) == len(self.num) == len(self.den):
+            raise ContractError(
+                f"UtteranceScores: {len(self.ids)} ids, {len(self.num)} numerators and "
+                f"{len(self.den)} denominators; give one of each per utterance"
+            )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UtteranceScores:
+        """Read the stored form."""
+        return cls(list(data["ids"]), list(data["num"]), list(data["den"]), data.get("scale", 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view."""
+        return {"ids": list(self.ids), "num": list(self.num), "den": list(self.den),
+                "scale": self.scale}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class MetricValue:
     """One computed metric, with its direction, confidence interval and judge.
 
@@ -304,8 +379,10 @@ class MetricValue:
     ci_level: float | None = None
     n: int | None = None
     judge: Mapping[str, Any] | None = None
-    status: Literal["ok", "unavailable"] = "ok"
+    status: Literal["ok", "unavailable", "failed"] = "ok"
     reason: str | None = None
+    split: str | None = None
+    per_utterance: UtteranceScores | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.direction not in ("higher", "lower"):
@@ -338,7 +415,12 @@ class MetricValue:
             "judge": dict(self.judge) if self.judge else None,
             "status": self.status,
             "reason": self.reason,
+            "split": self.split,
         }
+
+    def on_split(self, split: str) -> MetricValue:
+        """The same value, labelled with the split it was computed on."""
+        return dataclasses.replace(self, split=split)
 
 
 class Metric(abc.ABC):
@@ -348,16 +430,33 @@ class Metric(abc.ABC):
     direction: Direction
 
     @abc.abstractmethod
-    def compute(self, predictions: Sequence[Any], references: Sequence[Any]) -> MetricValue:
-        """Score predictions against references, with a confidence interval where possible."""
+    def compute(
+        self,
+        predictions: Sequence[Any],
+        references: Sequence[Any],
+        ids: Sequence[str] | None = None,
+    ) -> MetricValue:
+        """Score predictions against references, with a confidence interval where possible.
+
+        With ``ids`` (one per item), the value carries its :class:`UtteranceScores`.
+        """
 
 
 @dataclass
 class TaskOutput:
-    """What a task returns: its metrics plus extras for the record (layer weights, curves)."""
+    """What a task returns.
+
+    Attributes:
+        metrics: name -> value (each labelled with its split).
+        extras: for the record (layer weights, training curves, transcripts).
+        baselines: trivial baselines on the same test set, ``{baseline name: {metric:
+            value}}`` (chance and majority class; an empty transcript; the noisy input), so
+            a reader can tell a result from noise.
+    """
 
     metrics: dict[str, MetricValue]
     extras: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, dict[str, MetricValue]] = field(default_factory=dict)
 
 
 class Task(abc.ABC):
@@ -370,13 +469,71 @@ class Task(abc.ABC):
 
     info: TaskInfo
 
-    @abc.abstractmethod
-    def splits(self, context: BuildContext) -> Mapping[str, Any]:
-        """Prepare the task's data and return ``{split name: Manifest}``."""
+    #: Bump when a change to the task changes its results without changing its card.
+    VERSION: int = 1
 
     @abc.abstractmethod
-    def run(self, run: Any) -> TaskOutput:
-        """Train and evaluate on the cached tokens of a :class:`benchmark.runner.TaskRun`."""
+    def splits(self, context: BuildContext) -> Mapping[str, DataRef | Manifest]:
+        """The data the task needs: ``{split name: DataRef}`` (or a ready ``Manifest``).
+
+        A :class:`DataRef` names a split of a registered corpus, which the harness prepares
+        and fingerprints; a plugin task with data of its own may return a
+        :class:`~benchmark.data.manifest.Manifest` instead. Must not prepare corpora itself.
+        """
+
+    @abc.abstractmethod
+    def run(self, run: TaskRun) -> TaskOutput:
+        """Train and evaluate on the cached tokens of ``run`` (a :class:`TaskRun`)."""
+
+
+@dataclass
+class TaskRun:
+    """What a task's :meth:`Task.run` receives (built by the harness's job step).
+
+    Attributes:
+        tokenizer_info: metadata of the tokenizer whose tokens these are.
+        splits: ``{split name: TokenSplit}``, memory-mapped cached tokens with their manifest.
+        context: build context of the task (preset, device, workdir, seed).
+        seed: the job's seed.
+        device: torch device string.
+        out_dir: a folder the task may write to (checkpoints), private to this job.
+        progress: whether to show progress bars.
+        codebook_vectors: loads the tokenizer's codebook vectors ``[K, C, D]`` (or None).
+    """
+
+    tokenizer_info: TokenizerInfo
+    splits: Mapping[str, TokenSplit]
+    context: BuildContext
+    seed: int
+    device: str
+    out_dir: Path
+    progress: bool = True
+    codebook_vectors: Callable[[], torch.Tensor | None] | None = None
+
+    def embeddings(self) -> torch.Tensor | None:
+        """The tokenizer's codebook vectors ``[K, C, D]``, or None when it has none."""
+        return self.codebook_vectors() if self.codebook_vectors is not None else None
+
+
+def check_contract(kind: str, name: str, obj: Any, where: str) -> None:
+    """Raise ContractError unless ``obj`` is a concrete subclass of the kind's interface.
+
+    Args:
+        kind: ``tokenizer``, ``task`` or ``metric``.
+        name: the registered name (for the message).
+        obj: what was registered.
+        where: where it came from (for the message).
+    """
+    base = {"tokenizer": Tokenizer, "task": Task, "metric": Metric}[kind]
+    label = f"{kind} {name!r} ({where})"
+    if not (inspect.isclass(obj) and issubclass(obj, base)):
+        raise ContractError(
+            f"{label}: {obj!r} is not a subclass of benchmark.api.{base.__name__}; "
+            "register a class that implements the interface"
+        )
+    if inspect.isabstract(obj):
+        missing = ", ".join(sorted(obj.__abstractmethods__))
+        raise ContractError(f"{label}: {obj.__qualname__} does not implement {missing}")
 
 
 def construct(

@@ -69,6 +69,10 @@ class FileEntry:
     mtime_ns: int
 
 
+#: Bump when the manifest lines change for the same files (2: paths relative to the corpus).
+MANIFEST_VERSION = "v2"
+
+
 def corpus_folder(data_root: Path | None, split: str) -> Path:
     """The ``LibriSpeech`` folder under ``data_root`` (or ``data_root`` itself).
 
@@ -184,9 +188,13 @@ def read_transcripts(path: Path, prefix: str) -> dict[str, str]:
 
 
 def _chapter_utterances(
-    chapter_dir: Path, speaker: str, chapter: str, names: list[str]
+    chapter_dir: Path, speaker: str, chapter: str, names: list[str], corpus_root: Path
 ) -> list[Utterance]:
-    """The utterances of one chapter folder, checked against its transcript file."""
+    """The utterances of one chapter folder, checked against its transcript file.
+
+    Paths are stored relative to ``corpus_root`` (the ``LibriSpeech`` folder), so the same
+    corpus mounted elsewhere gives the same manifest lines.
+    """
     trans_name = f"{speaker}-{chapter}.trans.txt"
     trans_path = chapter_dir / trans_name
     if trans_name not in names:
@@ -223,7 +231,7 @@ def _chapter_utterances(
         utterances.append(
             Utterance(
                 id=utterance_id,
-                path=str(path),
+                path=path.relative_to(corpus_root).as_posix(),
                 duration=info.frames / info.samplerate,
                 sample_rate=int(info.samplerate),
                 text=transcripts[utterance_id].lower(),
@@ -262,7 +270,7 @@ def build_utterances(
     )
     for (speaker, chapter), names in bar:
         chapter_dir = folder / speaker / chapter
-        utterances.extend(_chapter_utterances(chapter_dir, speaker, chapter, names))
+        utterances.extend(_chapter_utterances(chapter_dir, speaker, chapter, names, folder.parent))
     if not utterances:
         raise DataError(f"{folder}: split has no utterances; unpack it again ({DOWNLOAD_HINT})")
     return sorted(utterances, key=lambda u: u.id)
@@ -282,7 +290,8 @@ def librispeech_manifest(
         progress: show a tqdm bar over chapters while building.
 
     Returns:
-        The manifest, sorted by utterance id: absolute FLAC paths, durations in seconds,
+        The manifest, sorted by utterance id: FLAC paths relative to the ``LibriSpeech``
+        folder (the manifest's ``root``), durations in seconds,
         sample rates in Hz, lower-cased transcripts in ``text``, speaker ids in ``speaker``.
 
     Raises:
@@ -297,10 +306,11 @@ def librispeech_manifest(
         return Manifest(utterances, root=parts[0].root, source=None)
     folder = split_folder(data_root, split).resolve()
     entries = list_files(folder)
-    path = Path(cache_dir) / "librispeech" / f"{split}-{listing_hash(folder, entries)}.jsonl"
+    name = f"{split}-{MANIFEST_VERSION}-{listing_hash(folder, entries)}.jsonl"
+    path = Path(cache_dir) / "librispeech" / name
     if path.is_file():
         try:
-            manifest = read_manifest(path)
+            manifest = read_manifest(path, root=folder.parent)
         except DataError as exc:
             logger.warning("rebuilding unreadable cached manifest: %s", exc)
         else:
@@ -311,4 +321,4 @@ def librispeech_manifest(
     write_manifest(path, utterances)
     hours = sum(u.duration for u in utterances) / 3600
     logger.info("LibriSpeech %s: %d utterances, %.2f h -> %s", split, len(utterances), hours, path)
-    return Manifest(tuple(utterances), root=path.parent, source=path)
+    return Manifest(tuple(utterances), root=folder.parent, source=path)

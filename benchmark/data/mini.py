@@ -282,9 +282,21 @@ def _make_speakers(
     return speakers
 
 
+def recipe_fingerprint() -> str:
+    """Hash of the recipe's code: this module and the harness modules it imports (text,
+    noise, audio I/O, resampling), so an edit that changes the audio builds a new corpus."""
+    from benchmark.pipeline.keys import code_fingerprint
+
+    return code_fingerprint(__name__)["source"]
+
+
 def corpus_name(config: MiniConfig) -> str:
-    """Folder name of a config's corpus: ``mini-v{MINI_VERSION}-{hash[:10]}``."""
-    return f"mini-v{MINI_VERSION}-{config.fingerprint()[:10]}"
+    """Folder name of a config's corpus: ``mini-v{MINI_VERSION}-{hash[:10]}``.
+
+    The hash covers the config and :func:`recipe_fingerprint`.
+    """
+    digest = hashlib.sha256(f"{config.fingerprint()}:{recipe_fingerprint()}".encode())
+    return f"mini-v{MINI_VERSION}-{digest.hexdigest()[:10]}"
 
 
 class _Plan:
@@ -383,7 +395,8 @@ class _Plan:
                 self.mixes.append(MixJob(clean, noisy, kind, snr, seed, babble))
 
 
-def _is_complete(folder: Path, config: MiniConfig) -> bool:
+def is_complete(folder: Path, config: MiniConfig) -> bool:
+    """Whether ``folder`` holds a finished build of ``config`` (its marker matches)."""
     try:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -446,7 +459,7 @@ def prepare_mini(
     root = Path(root)
     name = corpus_name(config)
     final = root / name
-    if _is_complete(final, config):
+    if is_complete(final, config):
         logger.debug("mini corpus %s is complete; reusing it", final)
         return final
     espeak = shutil.which("espeak-ng")
@@ -464,12 +477,12 @@ def prepare_mini(
         marker = {"config": json.loads(config.to_json()), "espeak_ng": espeak_version(espeak)}
         marker["subsets"] = summary
         (build / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
-        if final.exists() and not _is_complete(final, config):
+        if final.exists() and not is_complete(final, config):
             shutil.rmtree(final)  # not a finished corpus of this config: replace it
         try:
             os.replace(build, final)
         except OSError:
-            if not _is_complete(final, config):
+            if not is_complete(final, config):
                 raise
             shutil.rmtree(build)  # a concurrent build finished first; keep its corpus
     except BaseException:

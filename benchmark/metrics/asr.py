@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import jiwer
 import numpy as np
 
-from benchmark.api import Metric, MetricValue
+from benchmark.api import Metric, MetricValue, UtteranceScores
 from benchmark.metrics.bootstrap import DEFAULT_LEVEL, bootstrap_ratio_ci
 
 _PUNCT = re.compile(r"[^\w\s']")
@@ -48,7 +48,12 @@ class _ErrorRate(Metric):
     unit = "word"
     direction = "lower"
 
-    def compute(self, predictions: Sequence[str], references: Sequence[str]) -> MetricValue:
+    def compute(
+        self,
+        predictions: Sequence[str],
+        references: Sequence[str],
+        ids: Sequence[str] | None = None,
+    ) -> MetricValue:
         if len(predictions) != len(references) or not references:
             raise ValueError(
                 f"{self.name} needs as many predictions as references (>0), got "
@@ -58,6 +63,9 @@ class _ErrorRate(Metric):
         if lengths.sum() == 0:
             return MetricValue.unavailable(self.name, "lower", "all references are empty")
         low, high = bootstrap_ratio_ci(errors, lengths)
+        items = None
+        if ids is not None:
+            items = UtteranceScores(list(ids), errors.tolist(), lengths.tolist(), scale=100.0)
         return MetricValue(
             name=self.name,
             direction="lower",
@@ -67,6 +75,7 @@ class _ErrorRate(Metric):
             ci_level=DEFAULT_LEVEL,
             n=len(references),
             judge={"library": "jiwer", "normalisation": "lower, NFKC, no punctuation"},
+            per_utterance=items,
         )
 
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from benchmark.api import UtteranceScores
 from benchmark.errors import BenchmarkError
 from benchmark.pipeline.store import atomic_write_json
 
@@ -60,40 +61,15 @@ class MetricRecord:
     skipped: int | None = None
 
     @classmethod
+    def from_value(cls, value: Any) -> MetricRecord:
+        """From a :class:`benchmark.api.MetricValue`."""
+        return cls.from_dict(value.to_dict())
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MetricRecord:
         """Read the stored form (unknown keys are ignored, so newer writers stay readable)."""
         known = {k: data.get(k) for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class UtteranceScores:
-    """Per-utterance parts of a metric: ``value = scale * sum(num) / sum(den)``.
-
-    A mean metric has ``den = 1`` per utterance; a corpus ratio (WER: edits / words) keeps
-    both, so a paired bootstrap over utterances recomputes exactly the published statistic.
-    """
-
-    ids: list[str]
-    num: list[float]
-    den: list[float]
-    scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not len(self.ids) == len(self.num) == len(self.den):
-            raise ValueError(
-                f"UtteranceScores: {len(self.ids)} ids, {len(self.num)} numerators and "
-                f"{len(self.den)} denominators; give one of each per utterance"
-            )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> UtteranceScores:
-        """Read the stored form."""
-        return cls(list(data["ids"]), list(data["num"]), list(data["den"]), data.get("scale", 1))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
@@ -123,6 +99,7 @@ class ResultRecord:
     timings: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
+    key_components: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

@@ -22,7 +22,6 @@ folder listing. (These two recipes move to ``benchmark/data/`` when a task needs
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -31,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
-from benchmark.api import BuildContext
+from benchmark.api import BuildContext, DataRef
 from benchmark.data.audio import load_audio
-from benchmark.data.manifest import Manifest, Utterance, read_manifest, write_manifest
+from benchmark.data.corpora import resolve_data
+from benchmark.data.manifest import Manifest
 from benchmark.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -54,107 +53,29 @@ def vocoder_manifests(corpus: str, context: BuildContext) -> dict[str, Manifest]
         DataError: unknown corpus, missing ``--data-root`` or a folder not in the standard
             layout (names the path it looked for).
     """
-    if corpus in ("mini-tts", "mini-asr"):
-        from benchmark.data.corpora import corpus_manifest
+    refs = vocoder_data_refs(corpus)
+    return {split: resolve_data(ref, context) for split, ref in refs.items()}
 
+
+def vocoder_data_refs(corpus: str) -> dict[str, DataRef]:
+    """``{"train": DataRef, "valid": DataRef}`` of a vocoder corpus name.
+
+    Raises:
+        DataError: an unknown vocoder corpus.
+    """
+    if corpus in ("mini-tts", "mini-asr"):
         subset = corpus.split("-", 1)[1]
-        return {s: corpus_manifest("mini", subset, s, context) for s in ("train", "valid")}
-    cache = Path(context.workdir) / "manifests" / "vocoder"
+        return {s: DataRef("mini", subset, s) for s in ("train", "valid")}
     if corpus == "ljspeech":
-        return _ljspeech(_data_root(context, "LJSpeech-1.1"), cache)
+        return {s: DataRef("ljspeech", "ljspeech", s) for s in ("train", "valid")}
     if corpus == "libritts":
-        root = _data_root(context, "LibriTTS")
         return {
-            "train": _libritts_split(root / "train-clean-100", cache),
-            "valid": _libritts_split(root / "dev-clean", cache),
+            "train": DataRef("libritts", "libritts", "train-clean-100"),
+            "valid": DataRef("libritts", "libritts", "dev-clean"),
         }
     raise DataError(
         f"unknown vocoder corpus {corpus!r}; choose one of {', '.join(VOCODER_CORPORA)}"
     )
-
-
-def _data_root(context: BuildContext, folder: str) -> Path:
-    if context.data_root is None:
-        raise DataError(
-            f"the vocoder corpus needs --data-root DIR holding {folder}/ in its standard layout"
-        )
-    root = Path(context.data_root).expanduser()
-    path = root if root.name == folder else root / folder
-    if not path.is_dir():
-        raise DataError(f"{path}: folder not found (expected {folder}/ under --data-root)")
-    return path
-
-
-def _listing_hash(folder: Path, files: list[Path]) -> str:
-    digest = hashlib.sha256(str(folder.resolve()).encode())
-    for path in files:
-        stat = path.stat()
-        digest.update(f"{path.relative_to(folder)}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def _cached(cache: Path, name: str, folder: Path, files: list[Path], build) -> Manifest:
-    path = cache / f"{name}-{_listing_hash(folder, files)}.jsonl"
-    if not path.is_file():
-        log.info("building the %s manifest from %s (%d files)", name, folder, len(files))
-        write_manifest(path, build())
-    return read_manifest(path, root=folder)
-
-
-def _utterance(folder: Path, path: Path, uid: str, text: str | None, speaker: str | None):
-    try:
-        info = sf.info(str(path))
-    except Exception as exc:
-        raise DataError(f"{path}: cannot read the audio header ({exc})") from None
-    return Utterance(
-        uid, str(path.relative_to(folder)), info.frames / info.samplerate, info.samplerate,
-        text, speaker,
-    )  # fmt: skip
-
-
-def _ljspeech(folder: Path, cache: Path) -> dict[str, Manifest]:
-    metadata = folder / "metadata.csv"
-    if not metadata.is_file():
-        raise DataError(f"{metadata}: not found; is {folder} an unpacked LJSpeech-1.1?")
-    rows = {}
-    for line in metadata.read_text(encoding="utf-8").splitlines():
-        parts = line.split("|")
-        if len(parts) >= 2:
-            rows[parts[0]] = parts[-1]
-    ids = sorted(rows)
-    files = [folder / "wavs" / f"{uid}.wav" for uid in ids]
-    missing = [p for p in files if not p.is_file()]
-    if missing:
-        raise DataError(f"{missing[0]}: listed in metadata.csv but missing")
-    manifests = {}
-    for split, keep in (("train", lambda i: i % 100 != 0), ("valid", lambda i: i % 100 == 0)):
-        chosen = [(uid, p) for i, (uid, p) in enumerate(zip(ids, files, strict=True)) if keep(i)]
-        manifests[split] = _cached(
-            cache,
-            f"ljspeech-{split}",
-            folder,
-            [p for _, p in chosen],
-            lambda chosen=chosen: [_utterance(folder, p, u, rows[u], "LJ") for u, p in chosen],
-        )
-    return manifests
-
-
-def _libritts_split(folder: Path, cache: Path) -> Manifest:
-    if not folder.is_dir():
-        raise DataError(f"{folder}: LibriTTS split folder not found")
-    files = sorted(folder.glob("*/*/*.wav"))
-    if not files:
-        raise DataError(f"{folder}: no <speaker>/<chapter>/<id>.wav files (LibriTTS layout)")
-
-    def build() -> list[Utterance]:
-        out = []
-        for path in files:
-            text_file = path.with_suffix(".normalized.txt")
-            text = text_file.read_text(encoding="utf-8").strip() if text_file.is_file() else None
-            out.append(_utterance(folder, path, path.stem, text, path.parent.parent.name))
-        return out
-
-    return _cached(cache, f"libritts-{folder.name}", folder, files, build)
 
 
 # ---------------------------------------------------------------------- pairs

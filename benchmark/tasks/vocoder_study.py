@@ -25,13 +25,13 @@ from typing import Any
 
 from benchmark.errors import UsageError
 from benchmark.models.vocoder import ScalableVocoder, VocoderError, load_vocoder
-from benchmark.results import fingerprint
+from benchmark.pipeline.keys import fingerprint
 from benchmark.tasks.vocoder_data import (
     PairItem,
     VocoderPairs,
     default_workers,
     tokens_frame_check,
-    vocoder_manifests,
+    vocoder_data_refs,
 )
 from benchmark.tasks.vocoder_eval import evaluate_decoding, mel_loss
 from benchmark.tasks.vocoder_presets import VocoderPreset, vocoder_config
@@ -60,11 +60,11 @@ class VocoderData:
     fingerprint: str
 
 
-def prepare_data(runner, tokenizer: str, preset: VocoderPreset) -> VocoderData:
+def prepare_data(env, tokenizer: str, preset: VocoderPreset) -> VocoderData:
     """Build the tokenizer, encode the preset's corpus through the token cache, pair it.
 
     Args:
-        runner: a :class:`~benchmark.runner.Runner` (workdir, device, preset, data root).
+        env: a :class:`~benchmark.pipeline.env.StepEnv` (workdir, device, preset, data root).
         tokenizer: name or card path.
         preset: gives the corpus, the vocoder's samples per frame (checked against the
             tokenizer) and whether to preload audio.
@@ -74,8 +74,11 @@ def prepare_data(runner, tokenizer: str, preset: VocoderPreset) -> VocoderData:
             upsample to its sample rate.
     """
     hop_length = preset.hop_length
-    prepared = runner.prepare_tokenizer(tokenizer)
-    info = prepared.tokenizer.info
+    from benchmark.pipeline.commands import tokenizer_tokens
+
+    refs = vocoder_data_refs(preset.corpus)
+    fitted, tokenizer_key, splits = tokenizer_tokens(env, tokenizer, refs)
+    info = fitted.info
     if info.is_continuous:
         raise VocoderError(f"tokenizer {info.name!r} is a continuous reference; vocoders need ids")
     hop = info.sample_rate / info.frame_rate
@@ -84,10 +87,9 @@ def prepare_data(runner, tokenizer: str, preset: VocoderPreset) -> VocoderData:
             f"tokenizer {info.name!r} has {hop:g} samples per frame ({info.sample_rate} Hz / "
             f"{info.frame_rate} Hz); the preset's vocoder upsamples by {hop_length}"
         )
-    manifests = vocoder_manifests(preset.corpus, runner.context(None))
     pairs = {}
-    for split, manifest in manifests.items():
-        tokens = runner.tokens(prepared, f"vocoder-{split}", manifest)
+    for split, tokens in splits.items():
+        manifest = tokens.manifest
         items = [
             PairItem(utterance.id, array, manifest.audio_path(utterance))
             for utterance, array in tokens.items()
@@ -100,12 +102,12 @@ def prepare_data(runner, tokenizer: str, preset: VocoderPreset) -> VocoderData:
             preload=preset.preload_audio or manifest.total_duration <= PRELOAD_SECONDS,
             num_workers=default_workers(),
         )
-    data_fp = fingerprint({k: m.fingerprint() for k, m in sorted(manifests.items())})
+    data_fp = fingerprint({k: t.manifest.fingerprint() for k, t in sorted(splits.items())})
     return VocoderData(
         info.name,
-        prepared.fingerprint,
+        tokenizer_key,
         info,
-        prepared.tokenizer,
+        fitted,
         pairs["train"],
         pairs["valid"],
         data_fp,

@@ -46,7 +46,7 @@ from benchmark.models.vocoder import (
     load_vocoder,
     save_vocoder,
 )
-from benchmark.results import fingerprint
+from benchmark.pipeline.keys import fingerprint
 from benchmark.tasks.vocoder_data import VocoderPairs, draw_segments, layer_dropout
 from benchmark.tasks.vocoder_eval import evaluate_decoding, mel_loss
 from benchmark.tasks.vocoder_presets import MIN_DISCRIMINATOR_SAMPLES, VocoderPreset
