@@ -346,8 +346,8 @@ def _vocoder_setup(args: argparse.Namespace):
     """Step environment, preset and encoded data of a vocoder command."""
     from benchmark.pipeline.commands import make_env
     from benchmark.pipeline.config import RunConfig
-    from benchmark.tasks.vocoder_presets import resolve_preset
-    from benchmark.tasks.vocoder_study import check_device, prepare_data
+    from benchmark.vocoders.presets import resolve_preset
+    from benchmark.vocoders.study import check_device, prepare_data
 
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be >= 1, got {args.steps}")
@@ -373,7 +373,7 @@ def _vocoder_setup(args: argparse.Namespace):
 
 def cmd_train_vocoder(args: argparse.Namespace) -> int:
     """Train one vocoder; print where it is and its validation curve."""
-    from benchmark.tasks.vocoder_study import parse_layers, train_one
+    from benchmark.vocoders.study import parse_layers, train_one
 
     env, preset, data = _vocoder_setup(args)
     layers = parse_layers(args.layers, data.info.num_codebooks)
@@ -397,7 +397,7 @@ def cmd_train_vocoder(args: argparse.Namespace) -> int:
 
 def cmd_vocoder_study(args: argparse.Namespace) -> int:
     """Train single-layer and scalable vocoders, print and save the mel-distance table."""
-    from benchmark.tasks.vocoder_study import format_table, run_study, write_json
+    from benchmark.vocoders.study import format_table, run_study, write_json
 
     env, preset, data = _vocoder_setup(args)
     study = run_study(data, preset, args.workdir, args.seed, env.device, not args.quiet)

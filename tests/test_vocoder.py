@@ -17,12 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.models.sb_vocoder import (
-    load_speechbrain_unit_hifigan,
-    open_vocoder,
-    write_speechbrain_unit_hifigan,
-)
-from benchmark.models.vocoder import (
+from benchmark.registry import REPO_ROOT
+from benchmark.tokenizers.dummy import MelBandTokenizer
+from benchmark.vocoders.data import PairItem, VocoderPairs, layer_dropout
+from benchmark.vocoders.model import (
     ScalableVocoder,
     VocoderConfig,
     VocoderError,
@@ -30,11 +28,13 @@ from benchmark.models.vocoder import (
     load_vocoder,
     save_vocoder,
 )
-from benchmark.registry import REPO_ROOT
-from benchmark.tasks.vocoder_data import PairItem, VocoderPairs, layer_dropout
-from benchmark.tasks.vocoder_presets import PRESETS, vocoder_config
-from benchmark.tasks.vocoder_training import train_vocoder
-from benchmark.tokenizers.dummy import MelBandTokenizer
+from benchmark.vocoders.presets import PRESETS, vocoder_config
+from benchmark.vocoders.speechbrain_vocoder import (
+    load_speechbrain_unit_hifigan,
+    open_vocoder,
+    write_speechbrain_unit_hifigan,
+)
+from benchmark.vocoders.training import train_vocoder
 
 SIZES = (16, 16, 16, 16)
 TINY = {
@@ -278,9 +278,9 @@ def test_adversarial_steps_use_the_discriminator_and_checkpoint_it(tmp_path):
 _CHILD = """
 import sys, time, torch
 torch.set_num_threads(1)
-from benchmark.tasks.vocoder_data import PairItem, VocoderPairs
-from benchmark.tasks.vocoder_presets import PRESETS, vocoder_config
-from benchmark.tasks.vocoder_training import train_vocoder
+from benchmark.vocoders.data import PairItem, VocoderPairs
+from benchmark.vocoders.presets import PRESETS, vocoder_config
+from benchmark.vocoders.training import train_vocoder
 data = torch.load(sys.argv[1], weights_only=False)
 pairs = lambda rows: VocoderPairs([PairItem(*row) for row in rows], 16000, 320)
 preset = data["preset"]
@@ -404,7 +404,7 @@ def test_ljspeech_and_libritts_manifests_from_their_standard_layouts(tmp_path):
 
     from benchmark.api import BuildContext
     from benchmark.errors import DataError
-    from benchmark.tasks.vocoder_data import vocoder_manifests
+    from benchmark.vocoders.data import vocoder_manifests
 
     lj = tmp_path / "LJSpeech-1.1"
     (lj / "wavs").mkdir(parents=True)

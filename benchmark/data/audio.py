@@ -6,8 +6,6 @@ Shapes: a waveform is ``[T]`` (samples), a batch is ``[B, T]``; amplitudes are f
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import torch
 import torchaudio
 
 from benchmark.errors import DataError
+from benchmark.pipeline.store import atomic_path
 
 _PCM16_SCALE = 32768.0
 
@@ -115,14 +114,8 @@ def save_wav(path: Path, wav: torch.Tensor | np.ndarray, sample_rate: int) -> No
     """
     _check_rate("sample_rate", sample_rate)
     pcm = to_pcm16(wav)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    try:
+    with atomic_path(Path(path)) as tmp:
         sf.write(str(tmp), pcm, int(sample_rate), subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def batch_audio(waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

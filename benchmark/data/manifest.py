@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmark.errors import DataError
+from benchmark.pipeline.store import atomic_write_text
 
 _FIELDS = ("id", "path", "duration", "sample_rate", "text", "speaker", "label", "extra")
 
@@ -84,19 +84,14 @@ class Manifest:
 def write_manifest(path: Path, utterances: Iterable[Utterance]) -> None:
     """Write a JSONL manifest atomically (temp file + rename); ids must be unique."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for utterance in utterances:
-            if utterance.id in seen:
-                tmp.unlink(missing_ok=True)
-                raise DataError(f"{path}: duplicate utterance id {utterance.id!r}")
-            seen.add(utterance.id)
-            handle.write(utterance.to_json() + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    lines = []
+    for utterance in utterances:
+        if utterance.id in seen:
+            raise DataError(f"{path}: duplicate utterance id {utterance.id!r}")
+        seen.add(utterance.id)
+        lines.append(utterance.to_json() + "\n")
+    atomic_write_text(path, "".join(lines))
 
 
 def read_manifest(path: Path, root: Path | None = None) -> Manifest:

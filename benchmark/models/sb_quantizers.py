@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from benchmark.errors import ContractError, MissingDependencyError
 from benchmark.models.kmeans import KMeansQuantizer, QuantizerError
+from benchmark.pipeline.store import atomic_path
 
 _NAME = re.compile(r"^(?P<data>.+)_(?P<encoder>[^_]+)_k(?P<k>[0-9]+)_L(?P<layer>[0-9]+)\.pt$")
 
@@ -265,12 +265,6 @@ def export_sb_quantizer(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         joblib.dump(estimator, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return target

@@ -54,6 +54,11 @@ class RunConfig:
     fail_fast: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("workdir", "results_dir"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
+        if self.data_root is not None:
+            object.__setattr__(self, "data_root", Path(self.data_root))
+        object.__setattr__(self, "plugins", tuple(Path(p) for p in self.plugins))
         if self.preset not in PRESETS:
             raise UsageError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):

@@ -9,7 +9,8 @@ never leaves half a file or a folder that looks finished:
 - folders are built under ``.<name>.<pid>-<random>.partial`` and renamed into place
   (:func:`atomic_folder`);
 - a step that two processes may compute at once is guarded by an exclusive ``fcntl`` lock on
-  ``<target>.lock`` (:func:`output_lock`): the second waits, then finds the output done;
+  a hidden ``.<name>.lock`` beside the target (:func:`output_lock`): the second waits, then
+  finds the output done;
 - temp names carry the writer's pid, so a process removes only its own live temp files, and
   :func:`remove_stale_temps` removes those whose process is gone (or older than a day when
   the pid cannot be read).
@@ -91,6 +92,29 @@ def atomic_write_json(path: Path, payload: Any) -> None:
 
 
 @contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A unique temp path beside ``path`` for writers that take a file name (``torch.save``,
+    soundfile, joblib); on success it is fsynced and renamed over ``path``.
+
+    Raises:
+        StoreWriteError: the write or the rename failed (one line, path and cause).
+    """
+    path = Path(path)
+    tmp = _temp_name(path, "tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StoreWriteError(f"cannot write {describe_os_error(exc, path)}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
 def atomic_folder(target: Path) -> Iterator[Path]:
     """Build a folder under a unique temp name; on success rename it over ``target``.
 
@@ -112,13 +136,14 @@ def atomic_folder(target: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def output_lock(target: Path, what: str = "") -> Iterator[None]:
-    """Hold an exclusive lock on ``<target>.lock`` (waits while another process holds it).
+    """Hold an exclusive lock on ``.<name>.lock`` beside ``target`` (waits while another
+    process holds it).
 
     The lock file itself is never deleted (deleting it would let a third process lock a
     different inode); it is empty and small.
     """
     target = Path(target)
-    lock_path = target.with_name(target.name + ".lock")
+    lock_path = target.with_name(f".{target.name}.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("a+") as handle:
         try:

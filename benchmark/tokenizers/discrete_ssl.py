@@ -368,7 +368,7 @@ class DiscreteSSLTokenizer(Tokenizer):
                 "vocoder: {path: ...} in the card (or --tokenizer-param)"
             )
         if self._vocoder is None:
-            from benchmark.models.sb_vocoder import open_vocoder
+            from benchmark.vocoders.speechbrain_vocoder import open_vocoder
 
             self._vocoder = open_vocoder(
                 self.vocoder_spec,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmark.errors import UsageError
-from benchmark.models.vocoder import VocoderConfig, VocoderError
+from benchmark.vocoders.model import VocoderConfig, VocoderError
 
 #: Shortest input speechbrain's multi-period discriminator takes (its reflect padding).
 MIN_DISCRIMINATOR_SAMPLES = 1800
@@ -48,8 +48,8 @@ class VocoderPreset:
 
     Attributes:
         name: ``mini`` or ``full``.
-        corpus: a :data:`~benchmark.tasks.vocoder_data.VOCODER_CORPORA` name.
-        architecture: :class:`~benchmark.models.vocoder.VocoderConfig` fields (sizes).
+        corpus: a :data:`~benchmark.vocoders.data.VOCODER_CORPORA` name.
+        architecture: :class:`~benchmark.vocoders.model.VocoderConfig` fields (sizes).
         steps: generator updates.
         batch_size: segments per step.
         segment_frames: token frames per segment (``* hop`` samples of audio).

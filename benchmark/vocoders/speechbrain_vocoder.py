@@ -18,7 +18,7 @@ speechbrain's ``DiscreteSSL.decode`` feeds the generator ``[B, N, L]`` ids where
 pooling gives that ``0`` embedding a weight like any other layer. :class:`SpeechBrainUnitVocoder`
 reproduces exactly that mapping behind this harness's ``decode(tokens, token_lengths,
 codebooks)``, so a tokenizer decodes with speechbrain's vocoder or with a
-:class:`~benchmark.models.vocoder.ScalableVocoder` trained here through one call.
+:class:`~benchmark.vocoders.model.ScalableVocoder` trained here through one call.
 
 Pointing a card at it: a tokenizer that decodes takes a *vocoder spec* parameter and opens it
 with :func:`open_vocoder`::
@@ -43,8 +43,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.models.vocoder import ScalableVocoder, VocoderError, load_vocoder
-from benchmark.tokenizers.validation import check_decode_inputs
+from benchmark.decode_validation import check_decode_inputs
+from benchmark.vocoders.model import ScalableVocoder, VocoderError, load_vocoder
 
 _KMEANS = re.compile(r"_k(?P<k>[0-9]+)_L(?P<layer>[0-9]+)\.pt$")
 HPARAMS_FILE = "hyperparams.yaml"

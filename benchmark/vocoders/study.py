@@ -14,9 +14,7 @@ the same settings reuses finished vocoders and resumes interrupted ones.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,18 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import UsageError
-from benchmark.models.vocoder import ScalableVocoder, VocoderError, load_vocoder
 from benchmark.pipeline.keys import fingerprint
-from benchmark.tasks.vocoder_data import (
+from benchmark.pipeline.store import atomic_write_json
+from benchmark.vocoders.data import (
     PairItem,
     VocoderPairs,
     default_workers,
     tokens_frame_check,
     vocoder_data_refs,
 )
-from benchmark.tasks.vocoder_eval import evaluate_decoding, mel_loss
-from benchmark.tasks.vocoder_presets import VocoderPreset, vocoder_config
-from benchmark.tasks.vocoder_training import VocoderRun, cpu_threads, train_vocoder
+from benchmark.vocoders.evaluation import evaluate_decoding, mel_loss
+from benchmark.vocoders.model import ScalableVocoder, VocoderError, load_vocoder
+from benchmark.vocoders.presets import VocoderPreset, vocoder_config
+from benchmark.vocoders.training import VocoderRun, cpu_threads, train_vocoder
 
 log = logging.getLogger(__name__)
 
@@ -295,11 +294,7 @@ def format_table(study: dict[str, Any]) -> list[str]:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(Path(path), data)
 
 
 def check_device(device: str) -> str:

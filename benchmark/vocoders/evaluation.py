@@ -139,9 +139,9 @@ def evaluate_decoding(
     """Decode utterances with a codebook subset and score them against their audio.
 
     Args:
-        vocoder: a :class:`~benchmark.models.vocoder.ScalableVocoder`, or a tokenizer (its
+        vocoder: a :class:`~benchmark.vocoders.model.ScalableVocoder`, or a tokenizer (its
             own ``decode`` and ``info.sample_rate``).
-        pairs: :class:`~benchmark.tasks.vocoder_data.VocoderPairs` of the split.
+        pairs: :class:`~benchmark.vocoders.data.VocoderPairs` of the split.
         indices: which utterances to decode, one at a time (no padding effects).
         codebooks: the subset to decode with; None = every trained codebook.
         dnsmos_count: how many of the decoded utterances DNSMOS scores (0 = none; the metric

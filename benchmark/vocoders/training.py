@@ -18,9 +18,9 @@ Every ``checkpoint_every`` steps ``checkpoint.pt`` is replaced atomically with e
 resume needs (models, optimisers, schedulers, step, the sampling RNG, the history); a killed
 run started again with the same settings continues from it and draws the same segments as
 an uninterrupted run would. A finished run leaves ``vocoder.pt`` (see
-:func:`benchmark.models.vocoder.load_vocoder`), ``history.json`` and ``COMPLETE``.
+:func:`benchmark.vocoders.model.load_vocoder`), ``history.json`` and ``COMPLETE``.
 
-Presets (budgets, sizes, loss weights) are in :mod:`benchmark.tasks.vocoder_presets`.
+Presets (budgets, sizes, loss weights) are in :mod:`benchmark.vocoders.presets`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,7 +37,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.models.vocoder import (
+from benchmark.pipeline.keys import fingerprint
+from benchmark.pipeline.store import atomic_write_json, atomic_write_text
+from benchmark.vocoders.data import VocoderPairs, draw_segments, layer_dropout
+from benchmark.vocoders.evaluation import evaluate_decoding, mel_loss
+from benchmark.vocoders.model import (
     ScalableVocoder,
     VocoderConfig,
     VocoderError,
@@ -46,10 +49,7 @@ from benchmark.models.vocoder import (
     load_vocoder,
     save_vocoder,
 )
-from benchmark.pipeline.keys import fingerprint
-from benchmark.tasks.vocoder_data import VocoderPairs, draw_segments, layer_dropout
-from benchmark.tasks.vocoder_eval import evaluate_decoding, mel_loss
-from benchmark.tasks.vocoder_presets import MIN_DISCRIMINATOR_SAMPLES, VocoderPreset
+from benchmark.vocoders.presets import MIN_DISCRIMINATOR_SAMPLES, VocoderPreset
 
 log = logging.getLogger(__name__)
 
@@ -324,9 +324,7 @@ def _train(
     extra = {"steps": step, "preset": preset.name, "history": history, "seed": seed}
     save_vocoder(final_path, vocoder, tokenizer_name, tokenizer_fingerprint, extra)
     _write_json(out_dir / "history.json", history)
-    tmp = marker.with_name(f".COMPLETE.tmp{os.getpid()}")
-    tmp.write_text(run_fp + "\n")
-    os.replace(tmp, marker)
+    atomic_write_text(marker, run_fp + "\n")
     return VocoderRun(
         out_dir, final_path, history, step, resumed_from, False, time.perf_counter() - started
     )
@@ -377,6 +375,4 @@ def _train_stage() -> Any:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_json(path, data)

@@ -17,7 +17,7 @@ Tokens ``[B, N, K]`` (one codebook per quantised SSL layer) become audio in thre
 
 speechbrain's own ``UnitHifiganGenerator`` pools with a plain softmax over all codebooks
 (absent ones included, as its shared id 0), so it cannot ignore absent layers; its released
-checkpoints are loaded by :mod:`benchmark.models.sb_vocoder` instead.
+checkpoints are loaded by :mod:`benchmark.vocoders.speechbrain_vocoder` instead.
 
 A vocoder knows the codebooks it was trained on (``trained_layers``: all of them for the
 scalable vocoder, one for a single-layer baseline) and whether it was trained with layer
@@ -29,8 +29,6 @@ trained for another tokenizer.
 from __future__ import annotations
 
 import math
-import os
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,9 +37,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmark.decode_validation import check_codebook_subset, check_decode_inputs
 from benchmark.errors import BenchmarkError
 from benchmark.models.embeddings import MultiCodebookEmbedding
-from benchmark.tokenizers.validation import check_codebook_subset, check_decode_inputs
+from benchmark.pipeline.store import atomic_path
 
 CHECKPOINT_FORMAT = "benchmark-scalable-vocoder"
 CHECKPOINT_VERSION = 1
@@ -417,16 +416,8 @@ def save_vocoder(
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temp file in the same folder, fsync, then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    try:
-        with tmp.open("wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def read_vocoder_checkpoint(path: Path) -> dict[str, Any]:
@@ -442,7 +433,7 @@ def read_vocoder_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise VocoderError(
             f"{path} is not a scalable-vocoder checkpoint (for speechbrain's released unit "
-            "HiFi-GAN use benchmark.models.sb_vocoder.load_speechbrain_unit_hifigan)"
+            "HiFi-GAN use benchmark.vocoders.speechbrain_vocoder.load_speechbrain_unit_hifigan)"
         )
     if payload.get("version") != CHECKPOINT_VERSION:
         raise VocoderError(
