@@ -274,13 +274,13 @@ class ScalableVocoder(nn.Module):
         Returns:
             ``[B, 1, N * hop]`` float waveform in ``[-1, 1]``.
         """
-        embeddings = self.embedding(ids)  # [B, N, K, D]
+        embeddings = self.embedding(ids, absent_ok=True)  # [B, N, K, D]
         pooled, _ = self.pooling(embeddings, ids != self.absent_ids)
         return self.generator(pooled.transpose(1, 2))
 
     def layer_weights(self, ids: torch.Tensor) -> torch.Tensor:
         """The pooling weights ``[B, N, K]`` the vocoder gives each codebook per frame."""
-        embeddings = self.embedding(ids)
+        embeddings = self.embedding(ids, absent_ok=True)
         return self.pooling(embeddings, ids != self.absent_ids)[1]
 
     # ------------------------------------------------------------------ decode
