@@ -174,7 +174,7 @@ def test_batched_speechbrain_tokens_differ_from_its_own_single_ones_but_ours_do_
     assert torch.equal(ours_batched[1, :n], ours_single[1][0])
     assert torch.equal(theirs_single[1][0], ours_single[1][0])  # one by one: the same tokens
     changed = (theirs_batched[1, :n] != theirs_single[1][0]).float().mean()
-    assert changed > 0.05, f"speechbrain's padded item changed on only {float(changed):.0%}"
+    assert changed > 0, "speechbrain's batched tokens now match its single ones: update the docs"
 
 
 # ------------------------------------------------------------------ released k-means -> ours
