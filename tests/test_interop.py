@@ -20,7 +20,7 @@ import torch
 from sklearn.cluster import MiniBatchKMeans
 
 from benchmark.api import BuildContext, FitData
-from benchmark.conformance import synthetic_batch
+from benchmark.conformance import check_tokenizer, failed_checks, format_results, synthetic_batch
 from benchmark.models.kmeans import KMeansQuantizer, QuantizerError
 from benchmark.models.sb_quantizers import (
     export_sb_quantizer,
@@ -227,6 +227,8 @@ def test_released_quantizers_are_accepted_for_their_family_and_layer(fitted, wor
     for b, n in enumerate(lengths.tolist()):
         theirs = model.encode(wav[b : b + 1, :n])[0]
         assert torch.equal(theirs[0], ours[b, : int(frames[b])])
+    results = check_tokenizer(tokenizer)  # the conformance suite, on imported codebooks
+    assert failed_checks(results) == [], format_results(results)
     # another file -> another fingerprint
     other = workdir / "released-copy"
     shutil.copytree(repository, other)
