@@ -1,10 +1,11 @@
 """The shipped lock of exact dependency versions: its hash for provenance, and how it is written.
 
-``requirements.lock`` (repository root) pins, with ``==``, every distribution that the
-runtime dependencies of ``pyproject.toml`` pull in, transitively, as installed in the virtual
-environment it was written from; ``requirements-dev.lock`` pins what the ``dev`` extra adds
-(pytest, ruff, build and their dependencies). ``scripts/install.sh`` installs the locks and
-then the project itself with ``--no-deps``, so two installs get the same versions.
+``requirements.lock`` (in the package, so a wheel install carries it, and linked from the
+repository root, where ``scripts/install.sh`` reads it) pins, with ``==``, every distribution
+that the runtime dependencies of ``pyproject.toml`` pull in, transitively, as installed in
+the virtual environment it was written from; ``requirements-dev.lock`` pins what the ``dev``
+extra adds (pytest, ruff, build and their dependencies). ``scripts/install.sh`` installs the
+locks and then the project itself with ``--no-deps``, so two installs get the same versions.
 
 The closure is read from the installed distributions' metadata (``importlib.metadata``), with
 environment markers evaluated for this interpreter and platform (Linux x86_64, CPython 3.11
@@ -183,10 +184,11 @@ def write_locks(pyproject: Path, folder: Path) -> tuple[Path, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmark.lockfile [--pyproject P] [--out DIR]``: write both locks."""
+    """``python -m benchmark.lockfile [--pyproject P] [--out DIR]``: write both locks (into the
+    package folder by default; the repository root links to them)."""
     parser = argparse.ArgumentParser(prog="python -m benchmark.lockfile", description=__doc__)
     parser.add_argument("--pyproject", type=Path, default=REPO_ROOT / "pyproject.toml")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT)
+    parser.add_argument("--out", type=Path, default=PACKAGE_DIR)
     args = parser.parse_args(argv)
     try:
         for path in write_locks(args.pyproject, args.out):
