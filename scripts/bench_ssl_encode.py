@@ -143,12 +143,8 @@ def speechbrain_discrete_ssl(folder: Path, quantizers, layers, device: str, scra
     model.device = device
     model.ssl_model = ssl
     model.check_if_input_is_compatible(list(layers), quantizers[0].n_clusters)
+    # float64 centres (our float32 centroids, widened exactly), as DiscreteSSL.encode needs
     model.kmeans_models = [joblib.load(f) for f in files]
-    for kmeans in model.kmeans_models:
-        # speechbrain hands predict() a torch tensor, which scikit-learn (1.9) converts to
-        # float64; predict then needs float64 centres (as in speechbrain's released files).
-        # The values are the same float32 centroids, widened exactly.
-        kmeans.cluster_centers_ = kmeans.cluster_centers_.astype("float64")
     model.ssl_layer_ids = tuple(layers)
     model.num_clusters = tuple(q.n_clusters for q in quantizers)
     model.vocabularies = [m.cluster_centers_ for m in model.kmeans_models]

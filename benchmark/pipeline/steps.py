@@ -22,6 +22,7 @@ from benchmark.data.batching import iter_audio_batches
 from benchmark.data.corpora import get_corpus, resolve_data
 from benchmark.data.manifest import Manifest, read_manifest
 from benchmark.errors import BenchmarkError, ContractError, WeightsUnavailableError
+from benchmark.lockfile import lock_sha256
 from benchmark.pipeline.env import StepEnv
 from benchmark.pipeline.graph import Step
 from benchmark.pipeline.records import MetricRecord, ResultRecord
@@ -271,7 +272,7 @@ def base_record(step: Step, env: StepEnv) -> ResultRecord:
         provenance={
             "code": code_version(),
             "packages": package_versions(),
-            "lock_sha256": _lock_sha256(),
+            "lock_sha256": lock_sha256(),
             "device": device_description(env.device),
             "tokenizer_source": spec["tokenizer_source"],
             "task_source": spec["task_source"],
@@ -280,14 +281,6 @@ def base_record(step: Step, env: StepEnv) -> ResultRecord:
             "manifests": {s: c["manifest_key"] for s, c in sorted(spec["caches"].items())},
         },
     )
-
-
-def _lock_sha256() -> str | None:
-    try:
-        from benchmark.lockfile import lock_sha256
-    except ImportError:  # pragma: no cover - the lock arrives with its own change
-        return None
-    return lock_sha256()
 
 
 def failure_record(step: Step, env: StepEnv, exc: BaseException) -> ResultRecord:

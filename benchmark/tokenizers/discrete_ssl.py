@@ -14,6 +14,14 @@ memory-mapped file, so memory never holds the corpus's feature matrix. Then
 (exact streaming Lloyd passes), and each is saved as ``kmeans_L<layer>_k<K>.pt`` with its
 provenance (encoder id and revision, layer, K, data name, frames).
 
+Released codebooks (``kmeans_import``): instead of fitting, the tokenizer can use the k-means
+files that speechbrain / DASB release (``{speechbrain: FOLDER}``, optionally ``data: NAME``;
+``FOLDER`` or ``FOLDER/kmeans`` holds ``<data>_<family>_k<K>_L<layer>.pt``, see
+:mod:`benchmark.models.sb_quantizers`). Then ``needs_fit`` is False, each codebook is accepted
+for the family, layer and K its file names (speechbrain does not record the exact weights;
+the centres' dimension must match the encoder's), and the files' names and sha256 are in the
+quantizers' provenance and in :meth:`~DiscreteSSLTokenizer.state_fingerprint`.
+
 Encoding: :class:`~benchmark.models.ssl_features.SSLLayerExtractor` runs the encoder only up
 to the deepest requested layer on the padded batch with an attention mask (see its module for
 normalisation, the short-clip rule - clips under 400 samples are zero-padded to 400 and give
@@ -45,6 +53,7 @@ from benchmark.errors import BenchmarkError, DataError
 from benchmark.models.kmeans import ALGORITHM_VERSION as KMEANS_ALGORITHM_VERSION
 from benchmark.models.kmeans import KMeansConfig, KMeansQuantizer, QuantizerError, fit_kmeans
 from benchmark.models.reservoir import FrameReservoir
+from benchmark.models.sb_quantizers import import_sb_quantizers
 from benchmark.models.ssl_codebooks import LayerCodebooks
 from benchmark.models.ssl_features import DTYPES, SSLConfigError, open_ssl_extractor
 from benchmark.models.ssl_loading import FAMILIES
@@ -120,12 +129,16 @@ class DiscreteSSLTokenizer(Tokenizer):
         normalize_wav: normalise each waveform; None follows the model's preprocessor config.
         vocoder: ``{path: vocoder.pt}`` or ``{speechbrain: FOLDER}`` to decode with; None
             (default) makes the tokenizer encode-only.
+        kmeans_import: ``{speechbrain: FOLDER}`` (optionally with ``data: NAME``) to use the
+            released speechbrain / DASB k-means files of ``FOLDER`` (or ``FOLDER/kmeans``)
+            instead of fitting; None (default) fits k-means on ``kmeans_data``.
         name: registry name.
         context: the harness's build context (device, workdir, weights).
 
     Raises:
         SSLConfigError: an unusable parameter (one line).
         WeightsUnavailableError: weights that cannot be loaded (one line).
+        QuantizerError: ``kmeans_import`` files that are missing or do not fit the encoder.
     """
 
     needs_fit = True
@@ -143,6 +156,7 @@ class DiscreteSSLTokenizer(Tokenizer):
         tiny_model: bool = False,
         normalize_wav: bool | None = None,
         vocoder: Mapping[str, str] | None = None,
+        kmeans_import: Mapping[str, str] | None = None,
         name: str = "discrete-ssl",
         context: BuildContext | None = None,
     ) -> None:
@@ -173,6 +187,8 @@ class DiscreteSSLTokenizer(Tokenizer):
         self.model, self.model_info = self.extractor.model, self.extractor.info
         self.tiny_model = bool(tiny_model)
         self.codebooks: LayerCodebooks | None = None
+        #: provenance of each layer's codebook (fitted or imported), in ``layers`` order
+        self.quantizer_provenance: list[dict[str, Any]] = []
         info = self.model_info
         self.info = TokenizerInfo(
             name=name,
@@ -185,6 +201,12 @@ class DiscreteSSLTokenizer(Tokenizer):
         self.vocoder_spec = dict(vocoder) if vocoder else None
         self._vocoder: Any = None
         self._device = str(context.device or "cpu")
+        self.kmeans_import = dict(kmeans_import) if kmeans_import is not None else None
+        self.needs_fit = self.kmeans_import is None
+        if self.kmeans_import is not None:
+            self.set_quantizers(
+                import_sb_quantizers(self.kmeans_import, family, self.layers, self.num_clusters)
+            )
 
     # ------------------------------------------------------------------ fitting
 
@@ -292,6 +314,9 @@ class DiscreteSSLTokenizer(Tokenizer):
     def set_quantizers(self, quantizers: Sequence[KMeansQuantizer]) -> None:
         """Use these codebooks, one per layer in ``layers`` order (checked as in ``load_fitted``).
 
+        A codebook imported from speechbrain's files (provenance ``imported``) names only the
+        encoder family, so it is checked against ``family`` instead of the exact weights.
+
         Raises:
             QuantizerError: wrong count, or a codebook for another encoder/layer/K/dimension.
         """
@@ -301,15 +326,27 @@ class DiscreteSSLTokenizer(Tokenizer):
             )
         dim = self.model_info.hidden_size
         for quantizer, layer, k in zip(quantizers, self.layers, self.num_clusters, strict=True):
-            quantizer.check(
-                self.model_info.encoder_id, layer, k, where=f"quantizer of layer {layer}"
-            )
+            imported = quantizer.provenance.get("imported")
+            encoder = self.family if isinstance(imported, Mapping) else self.model_info.encoder_id
+            quantizer.check(encoder, layer, k, where=f"quantizer of layer {layer}")
+            if isinstance(imported, Mapping):
+                log.info(
+                    "layer %d: k-means imported from %s file %s (sha256 %s), accepted for "
+                    "family %s; it was not trained on %s's exact weights here",
+                    layer,
+                    imported.get("format"),
+                    imported.get("file"),
+                    str(imported.get("sha256"))[:12],
+                    self.family,
+                    self.model_info.encoder_id,
+                )
             if quantizer.dim != dim:
                 raise QuantizerError(
                     f"quantizer of layer {layer} has dim {quantizer.dim} but "
                     f"{self.model_info.encoder_id} layers have {dim}; it is for another encoder"
                 )
         self.codebooks = LayerCodebooks([q.centroids for q in quantizers], self.extractor.device)
+        self.quantizer_provenance = [dict(q.provenance) for q in quantizers]
 
     # ------------------------------------------------------------------ encoding
 
@@ -385,8 +422,12 @@ class DiscreteSSLTokenizer(Tokenizer):
         return torch.stack([c.cpu() for c in self.codebooks.centroids()])
 
     def state_fingerprint(self) -> Mapping[str, Any]:
-        """Resolved weights (hub id + revision, or config/weight hashes), dtype and settings."""
-        return {
+        """Resolved weights (hub id + revision, or config/weight hashes), dtype and settings.
+
+        With ``kmeans_import``, also ``kmeans_import``: per layer the imported file's format,
+        name, sha256 and data name (the codebooks are then part of the token identity).
+        """
+        state: dict[str, Any] = {
             "version": TOKENIZER_VERSION,
             "kmeans_algorithm": KMEANS_ALGORITHM_VERSION,
             "weights": self.model_info.fingerprint(),
@@ -398,3 +439,9 @@ class DiscreteSSLTokenizer(Tokenizer):
             "vocoder": self.vocoder_spec,
             "short_clips": f"zero-padded to {self.model_info.receptive_field} samples",
         }
+        if self.kmeans_import is not None:
+            state["kmeans_import"] = {
+                str(layer): dict(provenance["imported"])
+                for layer, provenance in zip(self.layers, self.quantizer_provenance, strict=True)
+            }
+        return state

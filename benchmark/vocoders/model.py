@@ -41,6 +41,7 @@ from benchmark.decode_validation import check_codebook_subset, check_decode_inpu
 from benchmark.errors import BenchmarkError
 from benchmark.models.embeddings import MultiCodebookEmbedding
 from benchmark.pipeline.store import atomic_path
+from benchmark.vocoders.hifigan_decode import decode_padding_exact, min_frames
 
 CHECKPOINT_FORMAT = "benchmark-scalable-vocoder"
 CHECKPOINT_VERSION = 1
@@ -253,6 +254,7 @@ class ScalableVocoder(nn.Module):
         self.register_buffer(
             "absent_ids", torch.tensor(config.codebook_sizes, dtype=torch.int64), persistent=False
         )
+        self._min_frames: int | None = None
 
     @property
     def hop_length(self) -> int:
@@ -264,6 +266,14 @@ class ScalableVocoder(nn.Module):
         """Codebook indices the vocoder was trained on."""
         return self.config.trained_layers
 
+    @property
+    def min_frames(self) -> int:
+        """Fewest frames the generator takes (its reflection padding); shorter items are
+        extended by :meth:`decode` (see :func:`~benchmark.vocoders.hifigan_decode.min_frames`)."""
+        if self._min_frames is None:
+            self._min_frames = min_frames(self.generator)
+        return self._min_frames
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """Generate audio from ids that may hold the absent id ``C_k``.
 
@@ -273,13 +283,13 @@ class ScalableVocoder(nn.Module):
         Returns:
             ``[B, 1, N * hop]`` float waveform in ``[-1, 1]``.
         """
-        embeddings = self.embedding(ids)  # [B, N, K, D]
+        embeddings = self.embedding(ids, absent_ok=True)  # [B, N, K, D]
         pooled, _ = self.pooling(embeddings, ids != self.absent_ids)
         return self.generator(pooled.transpose(1, 2))
 
     def layer_weights(self, ids: torch.Tensor) -> torch.Tensor:
         """The pooling weights ``[B, N, K]`` the vocoder gives each codebook per frame."""
-        embeddings = self.embedding(ids)
+        embeddings = self.embedding(ids, absent_ok=True)
         return self.pooling(embeddings, ids != self.absent_ids)[1]
 
     # ------------------------------------------------------------------ decode
@@ -355,6 +365,11 @@ class ScalableVocoder(nn.Module):
             token_lengths: ``[B]`` valid frame counts.
             codebooks: codebook indices to decode with; None uses every trained codebook.
 
+        Padding-exact: each item decodes exactly as it would alone (one generator call per
+        distinct length, see :mod:`benchmark.vocoders.hifigan_decode`), and an item shorter than
+        :attr:`min_frames` frames is extended by repeating its last frame, decoded, and cut
+        back to its own length.
+
         Returns:
             ``wav [B, max(token_lengths) * hop]`` float32 at ``sample_rate`` Hz on the
             vocoder's device, zero after each item's length, and ``lengths [B] =
@@ -365,18 +380,14 @@ class ScalableVocoder(nn.Module):
                 value), or a subset the vocoder was not trained for (names it).
         """
         ids = self.prepare_ids(tokens, token_lengths, codebooks)
-        lengths = token_lengths.detach().to(ids.device, torch.int64) * self.hop_length
-        longest = int(token_lengths.max()) if len(token_lengths) else 0
-        if longest == 0:
-            return torch.zeros(len(token_lengths), 0, device=ids.device), lengths
+        frames = token_lengths.detach().to(ids.device, torch.int64)
         was_training = self.training
         self.eval()
         try:
-            wav = self(ids[:, :longest]).squeeze(1)
+            wav = decode_padding_exact(self, ids, frames, self.hop_length, self.min_frames)
         finally:
             self.train(was_training)
-        mask = torch.arange(wav.shape[1], device=wav.device).unsqueeze(0) < lengths.unsqueeze(1)
-        return wav * mask, lengths
+        return wav, frames * self.hop_length
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from benchmark.decode_validation import check_decode_inputs
+from benchmark.vocoders.hifigan_decode import decode_padding_exact, min_frames
 from benchmark.vocoders.model import ScalableVocoder, VocoderError, load_vocoder
 
 _KMEANS = re.compile(r"_k(?P<k>[0-9]+)_L(?P<layer>[0-9]+)\.pt$")
@@ -84,6 +85,8 @@ class SpeechBrainUnitVocoder(nn.Module):
             )
         self.slots = tuple(self.vocoder_layers.index(x) for x in self.codebook_layers)
         self.hop_length = math.prod(int(up.conv.stride[0]) for up in generator.ups)
+        #: fewest frames the generator takes; shorter items are extended by :meth:`decode`
+        self.min_frames = min_frames(generator)
 
     @property
     def trained_layers(self) -> tuple[int, ...]:
@@ -123,16 +126,19 @@ class SpeechBrainUnitVocoder(nn.Module):
         token_lengths: torch.Tensor,
         codebooks: Sequence[int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decode like :meth:`ScalableVocoder.decode` (``wav [B, T]``, ``lengths [B]``)."""
+        """Decode like :meth:`ScalableVocoder.decode` (``wav [B, T]``, ``lengths [B]``).
+
+        Padding-exact as well (one generator call per distinct length), and items under
+        :attr:`min_frames` frames repeat their last frame up to it and are cut back
+        (see :mod:`benchmark.vocoders.hifigan_decode`).
+        """
         ids = self.speechbrain_ids(tokens, token_lengths, codebooks)
-        lengths = token_lengths.detach().to(ids.device, torch.int64) * self.hop_length
-        longest = int(token_lengths.max()) if len(token_lengths) else 0
-        if longest == 0:
-            return torch.zeros(len(token_lengths), 0, device=ids.device), lengths
+        frames = token_lengths.detach().to(ids.device, torch.int64)
         self.generator.eval()
-        wav = self.generator.inference(ids[:, :longest]).squeeze(1)
-        mask = torch.arange(wav.shape[1], device=wav.device) < lengths.unsqueeze(1)
-        return wav[:, : longest * self.hop_length] * mask, lengths
+        wav = decode_padding_exact(
+            self.generator.inference, ids, frames, self.hop_length, self.min_frames
+        )
+        return wav, frames * self.hop_length
 
 
 def _vocoder_layers(hparams: Mapping[str, Any], folder: Path) -> tuple[int, ...] | None:
