@@ -75,8 +75,10 @@ def run_fit(step: Step, env: StepEnv) -> None:
     )
     log.info("fitting %s on %s (%d utterances)", tokenizer.info.name, ref.name, len(manifest))
     with atomic_folder(step.output) as tmp:
-        tokenizer.fit(data, tmp)
-        atomic_write_json(tmp / MARKER, marker_payload(step))
+        summary = tokenizer.fit(data, tmp)
+        # what the fit reports (per-layer K, frames, inertia...) goes into every record
+        summary = summary if isinstance(summary, dict) else None
+        atomic_write_json(tmp / MARKER, marker_payload(step, summary=summary))
 
 
 def run_conformance(step: Step, env: StepEnv) -> None:
@@ -94,16 +96,20 @@ def run_conformance(step: Step, env: StepEnv) -> None:
             "skipped": [c.name for c in checks if c.skipped],
         }
     atomic_write_json(step.output, marker_payload(step, result=result))
-    gate_verdict(result, tokenizer.info.name)
+    gate_verdict(result, tokenizer.info.name, env)
 
 
-def gate_verdict(result: dict[str, Any], name: str) -> None:
-    """Raise :class:`ConformanceGateError` naming the first failed check, if any."""
+def gate_verdict(result: dict[str, Any], name: str, env: StepEnv) -> None:
+    """Raise :class:`ConformanceGateError` naming the first failed check, if any.
+
+    The hint is the command that reproduces it, with the ``--plugin`` files it needs.
+    """
     if result.get("failed"):
         first = result["failed"][0]
+        plugins = "".join(f" --plugin {path}" for path in env.config.plugins)
         raise ConformanceGateError(
             f"tokenizer {name!r} failed the conformance check {first['check']!r}: "
-            f"{first['detail']}; run `python -m benchmark check-tokenizer {name}`"
+            f"{first['detail']}; run `python -m benchmark check-tokenizer {name}{plugins}`"
         )
 
 
@@ -122,7 +128,7 @@ def run_extract(step: Step, env: StepEnv) -> None:
     gate = read_gate(spec["gate"])
     if gate is None:
         raise ConformanceGateError(f"no conformance result at {spec['gate']}")
-    gate_verdict(gate, tokenizer.info.name)
+    gate_verdict(gate, tokenizer.info.name, env)
     manifest = _manifest(spec["data"], env)
     _encode(tokenizer, manifest, spec["encoder_key"], spec["manifest_key"], step.label, env)
 
@@ -221,6 +227,9 @@ def run_job(step: Step, env: StepEnv) -> ResultRecord:
     record.main_metric = main
     record.provenance["tokenizer_state"] = dict(tokenizer.state_fingerprint())
     record.extras = {**output.extras, "beats_baselines": beats(output, main)}
+    if spec["fit_dir"]:
+        marker = read_marker(Path(spec["fit_dir"]) / MARKER) or {}
+        record.extras["fit"] = marker.get("summary")
     record.timings = {"started": started, **profile.to_dict()}
     record.to_disk(staged)
     record.to_disk(step.output)
