@@ -220,9 +220,11 @@ def _measured(
     metrics[f"{prefix}_seconds"] = _metric(median, runs, judge, None)
     metrics[f"{prefix}_rtf"] = _metric(median / audio_seconds, runs, judge, None)
     metrics[f"{prefix}_peak_mib"] = _metric(
-        measurement.max_peak_mib, runs, {**judge, "peak": measurement.peak_kind},
+        measurement.max_peak_mib,
+        runs,
+        {**judge, "peak": measurement.peak_kind},
         measurement.peak_reason,
-    )  # fmt: skip
+    )
     spread[f"{prefix}_seconds"] = {
         "min": min(measurement.wall_s),
         "max": max(measurement.wall_s),

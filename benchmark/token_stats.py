@@ -287,9 +287,13 @@ def token_stats(
         value = 100.0 * num.sum() / den.sum()
         low, high = bootstrap_ratio_ci(num, den, seed=settings.seed)
         metrics[f"stability_{name}"] = MetricRecord(
-            float(value), "higher", ci={"low": 100 * low, "high": 100 * high, "level": 0.95},
-            n=len(scores.ids), judge=stab_judge, split="test",
-        )  # fmt: skip
+            float(value),
+            "higher",
+            ci={"low": 100 * low, "high": 100 * high, "level": 0.95},
+            n=len(scores.ids),
+            judge=stab_judge,
+            split="test",
+        )
         per_utterance[f"stability_{name}"] = scores
     for row, shift, noise in zip(
         rows, stability["per_codebook"]["shift"], stability["per_codebook"]["noise"], strict=True
