@@ -55,14 +55,14 @@ class PlotFile:
 
 def _figure(width: float, height: float, columns: int = 1):
     """A figure (no pyplot) and its axes."""
-    fig = MplFigure(figsize=(width, height))
+    fig = MplFigure(figsize=(width, height), layout="constrained")
     return fig, fig.subplots(1, columns)
 
 
 def _save(fig: MplFigure, out_dir: Path, name: str) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.svg"
-    fig.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(path, format="svg", metadata={"Date": None})
     return f"assets/plots/{path.name}"
 
 
@@ -246,8 +246,7 @@ def rank_heatmaps(rankings: list[RankTable], out_dir: Path) -> list[PlotFile]:
                     value = getattr(mean, key)
                     values[i, len(table.tasks) + j] = np.nan if value is None else value
             fig, ax = _figure(1.6 + 0.75 * len(columns), 0.9 + 0.38 * len(names))
-            cmap = matplotlib.colormaps["RdYlGn_r"].copy()
-            cmap.set_bad("#dddddd")
+            cmap = matplotlib.colormaps["RdYlGn_r"].with_extremes(bad="#dddddd")
             image = ax.imshow(
                 np.ma.masked_invalid(values),
                 cmap=cmap,
