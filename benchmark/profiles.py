@@ -17,6 +17,7 @@ Every metric's direction is ``lower``. A tokenizer that cannot decode has its de
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -26,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmark.pipeline.records import MetricRecord, ResultRecord
+from benchmark.pipeline.records import MetricRecord, ResultRecord, record_path
 from benchmark.profiling import CallMeasurement, measure_call
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -362,3 +363,57 @@ def profile_record(
         timings={"started": started.isoformat(timespec="seconds")},
         extras=outcome.extras,
     )
+
+
+def profile_key(tokenizer_fp: str, device: str, settings: ProfileSettings) -> str:
+    """The profile step's key: sha256 of :func:`profile_key_components` (canonical JSON)."""
+    payload = json.dumps(
+        profile_key_components(tokenizer_fp, device, settings),
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def profile_step(
+    tokenizer: Tokenizer,
+    tokenizer_name: str,
+    preset: str,
+    device: str,
+    results_dir: Path,
+    tokenizer_fp: str,
+    settings: ProfileSettings = ProfileSettings(),
+    provenance: Mapping[str, Any] | None = None,
+    tokenizer_info: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> tuple[Path, ResultRecord, bool]:
+    """The profile step of the graph: measure unless an ok record with the same key exists.
+
+    Args:
+        tokenizer: built and fitted, on ``device`` (the step never fits).
+        tokenizer_name: the record's tokenizer name.
+        preset: ``mini`` or ``full``.
+        device: where it runs.
+        results_dir: the results root; the record goes to
+            ``<results>/<preset>/<tokenizer>/profile/seed0.json``.
+        tokenizer_fp: the fingerprint of the tokenizer's tokens (card, fit, weights, state).
+        settings: how it is measured.
+        provenance: code version, packages, weights, sources (the device is added).
+        tokenizer_info: the record's tokenizer metadata (with the card's description).
+        overwrite: measure again even when up to date.
+
+    Returns:
+        ``(record path, record, skipped)``.
+    """
+    key = profile_key(tokenizer_fp, device, settings)
+    path = record_path(results_dir, preset, tokenizer_name, PROFILE_TASK, 0)
+    existing = ResultRecord.load_or_none(path)
+    up_to_date = existing is not None and existing.status == "ok" and existing.fingerprint == key
+    if up_to_date and not overwrite:
+        return path, existing, True
+    record = profile_record(
+        tokenizer, tokenizer_name, preset, device, settings, key, provenance, tokenizer_info
+    )
+    record.to_disk(path)
+    return path, record, False

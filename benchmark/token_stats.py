@@ -16,6 +16,7 @@ The record lives at ``<results>/<preset>/<tokenizer>/token-stats/seed0.json``.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -323,6 +324,17 @@ def stats_key_components(
         "settings": asdict(settings),
         "code": code,
     }
+
+
+def stats_key(tokenizer_fp: str, manifest_fps: Mapping[str, str], settings: StatsSettings) -> str:
+    """The token-stats step's key: sha256 of :func:`stats_key_components` (canonical JSON)."""
+    payload = json.dumps(
+        stats_key_components(tokenizer_fp, manifest_fps, settings),
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def token_stats_record(

@@ -17,6 +17,7 @@ import pandas as pd
 from benchmark.errors import UsageError
 from benchmark.leaderboard import extra_tables, plots, tables
 from benchmark.leaderboard.cells import summarize
+from benchmark.leaderboard.command import DEFAULT_OUT, DEFAULT_PUBLISHED, DEFAULT_RESULTS
 from benchmark.leaderboard.compare import changes_table, compare_results
 from benchmark.leaderboard.load import (
     Results,
@@ -28,13 +29,9 @@ from benchmark.leaderboard.ranks import RULES, TIERS
 from benchmark.leaderboard.render import Page, copy_examples, render_site
 from benchmark.leaderboard.standings import build_rankings, tokenizer_tiers
 from benchmark.leaderboard.table_model import ProvenanceIndex
-from benchmark.registry import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-DEFAULT_RESULTS = Path("results/runs")
-DEFAULT_OUT = Path("leaderboard/site")
-DEFAULT_PUBLISHED = REPO_ROOT / "results" / "published"
 TITLE = "Discrete audio tokenizer leaderboard"
 
 

@@ -18,6 +18,11 @@ from benchmark.errors import BenchmarkError, UsageError, WeightsUnavailableError
 log = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILED = 0, 1
 
+#: Defaults of the leaderboard build (here, so the parser imports nothing heavy).
+DEFAULT_RESULTS = Path("results/runs")
+DEFAULT_OUT = Path("leaderboard/site")
+DEFAULT_PUBLISHED = Path(__file__).resolve().parent.parent.parent / "results" / "published"
+
 
 def _minimal_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin", action="append", type=Path, default=[], metavar="FILE.py")
@@ -32,8 +37,6 @@ def add_leaderboard_parser(
     common: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.ArgumentParser:
     """Add ``leaderboard``: build the static site from result records."""
-    from benchmark.leaderboard.build import DEFAULT_OUT, DEFAULT_PUBLISHED, DEFAULT_RESULTS
-
     parser = subparsers.add_parser(
         "leaderboard", help="build the static leaderboard site from result records"
     )
@@ -134,12 +137,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     from benchmark.api import BuildContext, construct
     from benchmark.pipeline.records import ResultRecord, record_path
-    from benchmark.profiles import (
-        PROFILE_TASK,
-        ProfileSettings,
-        profile_key_components,
-        profile_record,
-    )
+    from benchmark.profiles import PROFILE_TASK, ProfileSettings, profile_step
     from benchmark.registry import build_registries
     from benchmark.results import code_version, fingerprint, package_versions
 
@@ -197,25 +195,26 @@ def cmd_profile(args: argparse.Namespace) -> int:
             "fit": fit_fp,
         }
     )
-    key = fingerprint(profile_key_components(tokenizer_fp, device, settings))
-    existing = ResultRecord.load_or_none(path)
-    if (
-        not args.overwrite
-        and existing is not None
-        and existing.fingerprint == key
-        and (existing.status == "ok")
-    ):
-        print(f"ok          {entry.name} / profile (up to date, skipped)  -> {path}")
-        return EXIT_OK
     info = {
         **tokenizer.info.to_dict(),
         "description": entry.description,
         "display_name": entry.card.display_name,
     }
-    record = profile_record(
-        tokenizer, entry.name, args.preset, device, settings, key, provenance, info
+    path, record, skipped = profile_step(
+        tokenizer,
+        entry.name,
+        args.preset,
+        device,
+        args.results,
+        tokenizer_fp,
+        settings,
+        provenance,
+        info,
+        overwrite=args.overwrite,
     )
-    record.to_disk(path)
+    if skipped:
+        print(f"ok          {entry.name} / profile (up to date, skipped)  -> {path}")
+        return EXIT_OK
     for name in ("encode_seconds", "encode_rtf", "decode_seconds", "encode_peak_mib"):
         metric = record.metrics[name]
         shown = f"{metric.value:.4g}" if metric.value is not None else f"n/a ({metric.reason})"
