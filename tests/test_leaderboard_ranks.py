@@ -216,3 +216,11 @@ def test_task_families():
     assert task_family("asr") == task_family("speaker-id~1a2b") == "discriminative"
     assert task_family("style-quick") == "discriminative"
     assert task_family("tts") == task_family("enhancement") == "generative"
+
+
+def test_pareto_front_keeps_points_no_lower_bitrate_beats():
+    from benchmark.leaderboard.plots import pareto_front
+
+    points = [(1.0, 5.0), (2.0, 3.0), (3.0, 6.0), (4.0, 6.0), (5.0, 7.0)]
+    assert pareto_front(points, "higher") == [(1.0, 5.0), (3.0, 6.0), (5.0, 7.0)]
+    assert pareto_front(points, "lower") == [(1.0, 5.0), (2.0, 3.0)]

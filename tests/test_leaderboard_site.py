@@ -18,6 +18,7 @@ from benchmark.leaderboard.build import build_site
 from benchmark.leaderboard.command import add_leaderboard_parser, cmd_leaderboard
 from benchmark.leaderboard.compare import compare_results
 from benchmark.leaderboard.render import safe_json
+from benchmark.leaderboard.table_model import csv_safe
 from benchmark.pipeline.records import ResultRecord, record_path
 from benchmark.registry import REPO_ROOT
 
@@ -51,6 +52,8 @@ def test_page_escapes_record_strings_and_embeds_safe_json(site):
     assert (
         safe_json({"x": "</script><b>&"}) == '{"x": "\\u003c/script\\u003e\\u003cb\\u003e\\u0026"}'
     )
+    # CSV cells a spreadsheet would run as formulas are neutralised; numbers stay numbers
+    assert csv_safe('=HYPERLINK("x")') == '\'=HYPERLINK("x")' and csv_safe(-1.5) == -1.5
     # no inline script, nothing from the network
     assert (
         re.findall(r"<script(?![^>]*(src=\"assets/leaderboard.js\"|application/json))", html) == []

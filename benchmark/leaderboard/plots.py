@@ -41,6 +41,10 @@ STYLE = {
 }
 
 
+#: Layer heatmaps with more columns (e.g. one per mel band) get no per-cell numbers.
+MAX_ANNOTATED_LAYERS = 16
+
+
 @dataclass(frozen=True)
 class PlotFile:
     """A saved figure: ``path`` relative to the site root, what it shows, where it goes."""
@@ -76,14 +80,17 @@ def layer_weight_heatmaps(results: Results, out_dir: Path) -> list[PlotFile]:
         for (preset, name), group in frame.groupby(["preset", "tokenizer"], sort=True):
             table = group.groupby(["task", "layer"])["weight"].mean().unstack("layer")
             table = table.reindex(sorted(table.columns), axis=1)
-            fig, ax = _figure(1.2 + 0.55 * table.shape[1], 0.9 + 0.4 * len(table))
+            columns = table.shape[1]
+            fig, ax = _figure(min(10.0, max(3.2, 1.6 + 0.55 * columns)), 1.0 + 0.4 * len(table))
             image = ax.imshow(table.to_numpy(dtype=float), cmap="viridis", aspect="auto")
-            ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns])
+            step = max(1, columns // MAX_ANNOTATED_LAYERS)
+            ticks = list(range(0, columns, step))
+            ax.set_xticks(ticks, [str(table.columns[t]) for t in ticks])
             ax.set_yticks(range(len(table)), [str(t) for t in table.index])
             ax.set_xlabel("layer")
             ax.set_title(f"layer weights: {name} ({preset})")
             for (i, j), value in np.ndenumerate(table.to_numpy(dtype=float)):
-                if np.isfinite(value):
+                if np.isfinite(value) and columns <= MAX_ANNOTATED_LAYERS:
                     ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="w", fontsize=7)
             fig.colorbar(image, ax=ax, fraction=0.05)
             path = _save(fig, out_dir, slug("layers", preset, name))
@@ -152,6 +159,8 @@ def bitrate_plots(
                 for x, y, name in points:
                     ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
                 front = pareto_front([(x, y) for x, y, _ in points], spec.direction)
+                # the front's last point holds to the highest bitrate shown
+                front.append((max(p[0] for p in points), front[-1][1]))
                 ax.step(
                     [p[0] for p in front],
                     [p[1] for p in front],

@@ -121,7 +121,8 @@ class PairedTester:
 def build_rankings(
     results: Results, cells: pd.DataFrame, resamples: int = 1000, seed: int = 0
 ) -> tuple[list[RankTable], dict[str, list[TaskSpec]]]:
-    """Rank tables of every preset: one per tier present, and ``all`` when several are.
+    """Rank tables of every preset: ``all`` tiers first when several are present, then one
+    per tier.
 
     Returns:
         ``(tables, tasks per preset)``.
@@ -144,7 +145,7 @@ def build_rankings(
         ]
         groups = [(t, [n for n in ranked if tiers.get((preset, n)) == t]) for t in present]
         if len(present) > 1:
-            groups.append((ALL_TIERS, ranked))
+            groups.insert(0, (ALL_TIERS, ranked))
         for tier, names in groups:
             tables.append(rank_table(preset, tier, names, tasks, found, tester))
     return tables, specs

@@ -76,11 +76,22 @@ class Table:
             entry: dict[str, Any] = {"row_kind": row.kind}
             for column in self.columns:
                 cell = row.cells.get(column.key)
-                entry[column.label] = (
-                    None if cell is None else (cell.raw if cell.raw is not None else cell.text)
-                )
+                value = None if cell is None else (cell.raw if cell.raw is not None else cell.text)
+                entry[column.label] = csv_safe(value)
             records.append(entry)
         return pd.DataFrame(records, columns=["row_kind", *[c.label for c in self.columns]])
+
+
+#: A text cell starting with one of these is read as a formula by spreadsheets.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """``value`` for a CSV cell: text a spreadsheet would run as a formula gets a leading
+    ``'`` (numbers are left as they are)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -139,7 +139,12 @@ def task_tables(
             Column("bitrate", "kbit/s", numeric=True, help="bitrate computed from metadata"),
             Column("seeds", "seeds ok", numeric=True),
             Column("rank", "rank (tier)", numeric=True, help="rank in its bitrate tier"),
-            Column("group", "group", numeric=True, help="rank group: not significantly apart"),
+            Column(
+                "group",
+                "group (tier)",
+                numeric=True,
+                help="rank group in its tier: not significantly apart",
+            ),
             Column("rank_all", "rank (all)", numeric=True, help="rank over all tiers"),
         ]
         for metric in metrics:
