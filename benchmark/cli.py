@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     _vocoder_options(study)
     study.add_argument("--out", type=Path, help="JSON of the table (default: WORKDIR/studies/)")
     _common(study)
+
+    from benchmark.leaderboard.command import add_leaderboard_parser, add_profile_parser
+
+    add_profile_parser(commands, _common)
+    add_leaderboard_parser(commands, _common)
     return parser
 
 
@@ -276,7 +281,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Plan and execute the jobs; print one line per outcome."""
     from benchmark.pipeline.commands import run
 
-    outcomes = run(_run_config(args), _registries(args))
+    config = _run_config(args)
+    outcomes = run(config, _registries(args))
     for outcome in outcomes:
         value = f"{outcome.main_metric}={outcome.value:.2f}" if outcome.value is not None else ""
         note = " (up to date, skipped)" if outcome.skipped else ""
@@ -285,6 +291,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{outcome.status:<11} {outcome.tokenizer} / {outcome.task} / seed {outcome.seed} "
             f"{value}{note}{error}  -> {outcome.path}"
         )
+    if "all" in config.tasks:
+        from benchmark.leaderboard.build import build_site
+
+        site = build_site(config.results_dir)
+        print(f"leaderboard: {site.index}")
     return EXIT_FAILED if any(o.status == "failed" for o in outcomes) else EXIT_OK
 
 
@@ -413,6 +424,20 @@ def cmd_vocoder_study(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """Build the static site from the records (see :mod:`benchmark.leaderboard`)."""
+    from benchmark.leaderboard.command import cmd_leaderboard as build
+
+    return build(args)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Encode/decode time and memory of one tokenizer, stored as a record."""
+    from benchmark.leaderboard.command import cmd_profile as profile
+
+    return profile(args)
+
+
 COMMANDS = {
     "list": cmd_list,
     "run": cmd_run,
@@ -421,6 +446,8 @@ COMMANDS = {
     "prepare": cmd_prepare,
     "train-vocoder": cmd_train_vocoder,
     "vocoder-study": cmd_vocoder_study,
+    "profile": cmd_profile,
+    "leaderboard": cmd_leaderboard,
 }
 
 

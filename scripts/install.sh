@@ -33,6 +33,16 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
   fi
 fi
 
+# --dev: Debian's chromium and chromedriver for the leaderboard's browser test (selenium
+# drives the system browser; nothing downloads a browser of its own)
+if [ -n "$extras" ] && ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }; then
+  echo "installing chromium and chromium-driver (Debian packages)" >&2
+  sudo_=""
+  if [ "$(id -u)" != "0" ]; then sudo_="sudo"; fi
+  $sudo_ apt-get update -qq
+  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null 2>&1 || python=python3
 if [ ! -x .venv/bin/python ]; then

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from benchmark.pipeline.keys import key_of
 
-StepKind = Literal["prepare", "fit", "conformance", "extract", "job"]
+StepKind = Literal["prepare", "fit", "conformance", "extract", "job", "profile"]
 StepState = Literal["done", "to do", "pending"]
 
 

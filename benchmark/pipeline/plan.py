@@ -94,7 +94,41 @@ class Planner:
             for task_entry, task_spec, task, splits in tasks:
                 for seed in config.seeds:
                     self._job(tok, task_entry, task_spec, task, splits, seed)
+            if "all" in config.tasks and tok.key is not None:
+                self._profile(tok)
         return self.graph
+
+    def _profile(self, tok: _Tok) -> None:
+        """``--task all`` also profiles each tokenizer (encode/decode time and memory)."""
+        import torch
+
+        from benchmark.profiles import PROFILE_TASK, ProfileSettings, profile_key_components
+
+        settings = ProfileSettings(threads=torch.get_num_threads())
+        components = profile_key_components(tok.key, self.env.device, settings)
+        path = record_path(self.config.results_dir, self.config.preset, tok.name, PROFILE_TASK, 0)
+        step = Step(
+            id=f"profile:{tok.name}",
+            kind="profile",
+            label=f"profile {tok.name}",
+            components=components,
+            inputs=(tok.fit_id,) if tok.fit_id else (),
+            output=path,
+            spec={
+                "tokenizer": tok.spec,
+                "tokenizer_name": tok.name,
+                "task_name": PROFILE_TASK,
+                "seed": 0,
+                "fit_dir": tok.fit_dir,
+                "tokenizer_key": tok.key,
+                "settings": settings.__dict__,
+                "description": tok.entry.description,
+                "display_name": tok.entry.card.display_name,
+                "tokenizer_source": tok.entry.source.to_dict(),
+            },
+            goal=True,
+        )
+        self._add(step)
 
     def plan_tokens(
         self, tokenizer: str, data: Mapping[str, DataRef | Manifest]
@@ -366,6 +400,8 @@ class Planner:
                 "tokenizer_name": tok.name,
                 "tokenizer_source": tok.entry.source.to_dict(),
                 "tokenizer_card_sha256": tok.entry.card.sha256,
+                "description": tok.entry.description,
+                "display_name": tok.entry.card.display_name,
                 "fit_dir": tok.fit_dir,
                 "gate": str(self.graph.steps[tok.gate_id].output) if tok.gate_id else None,
                 "kept_codebooks": tok.kept,

@@ -90,8 +90,8 @@ def _check(step: Step, env: StepEnv, overwrite: bool) -> tuple[bool, str]:
         ):
             return True, ""
         return False, "no tokens for this key yet" if meta is None else "cache entry damaged"
-    if step.kind == "job":
-        return _job_state(step, env, overwrite)
+    if step.kind in ("job", "profile"):
+        return _job_state(step, env, overwrite and step.kind == "job")
     raise ValueError(f"unknown step kind {step.kind!r}")
 
 

@@ -215,7 +215,11 @@ def run_job(step: Step, env: StepEnv) -> ResultRecord:
         raise ContractError(f"task {spec['task_name']!r} did not report its main metric {main!r}")
     record = base_record(step, env)
     record.status = "ok"
-    record.tokenizer_info = info.to_dict()
+    record.tokenizer_info = {
+        **info.to_dict(),
+        "description": spec.get("description"),
+        "display_name": spec.get("display_name"),
+    }
     record.metrics = {name: MetricRecord.from_value(v) for name, v in output.metrics.items()}
     record.per_utterance = {
         name: v.per_utterance for name, v in output.metrics.items() if v.per_utterance
@@ -294,7 +298,12 @@ def base_record(step: Step, env: StepEnv) -> ResultRecord:
 
 def failure_record(step: Step, env: StepEnv, exc: BaseException) -> ResultRecord:
     """The ``failed`` (or ``unavailable``) record of a job that raised or could not start."""
-    record = base_record(step, env)
+    if step.kind == "profile":
+        spec = step.spec
+        record = ResultRecord("failed", spec["tokenizer_name"], spec["task_name"], 0,
+                              env.config.preset, step.key, kind="profile")  # fmt: skip
+    else:
+        record = base_record(step, env)
     cause = exc.__cause__ if isinstance(exc, UpstreamError) and exc.__cause__ else exc
     record.status = "unavailable" if isinstance(cause, WeightsUnavailableError) else "failed"
     record.error = {
@@ -305,12 +314,36 @@ def failure_record(step: Step, env: StepEnv, exc: BaseException) -> ResultRecord
     return record
 
 
+def run_profile(step: Step, env: StepEnv) -> ResultRecord:
+    """Encode/decode time and memory of a (fitted) tokenizer, as a ``profile`` record."""
+    from benchmark.profiles import ProfileSettings, profile_step
+
+    spec = step.spec
+    tokenizer = env.tokenizer(spec["tokenizer"], spec["fit_dir"])
+    info = {**tokenizer.info.to_dict(), "description": spec["description"],
+            "display_name": spec["display_name"]}  # fmt: skip
+    provenance = {
+        "code": code_version(),
+        "packages": package_versions(),
+        "lock_sha256": lock_sha256(),
+        "tokenizer_source": spec["tokenizer_source"],
+        "weights": spec["tokenizer"]["weights"],
+    }
+    _, record, _ = profile_step(
+        tokenizer, spec["tokenizer_name"], env.config.preset, env.device,
+        env.config.results_dir, spec["tokenizer_key"], ProfileSettings(**spec["settings"]),
+        provenance, info, overwrite=True,
+    )  # fmt: skip
+    return record
+
+
 STEP_FUNCTIONS = {
     "prepare": run_prepare,
     "fit": run_fit,
     "conformance": run_conformance,
     "extract": run_extract,
     "job": run_job,
+    "profile": run_profile,
 }
 
 
