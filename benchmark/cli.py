@@ -295,7 +295,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from benchmark.leaderboard.build import build_site
 
         site = build_site(config.results_dir)
-        print(f"leaderboard: {site.index}")
+        print(f"leaderboard: {Path(site.index).resolve()}")
     return EXIT_FAILED if any(o.status == "failed" for o in outcomes) else EXIT_OK
 
 
