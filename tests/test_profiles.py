@@ -133,7 +133,7 @@ def split(tmp_path):
     manifest = read_manifest(tmp_path / "test.jsonl")
     tokenizer = MelBandTokenizer()
     cached = TokenCache(tmp_path / "tokens").build(
-        tokenizer, "fp", manifest, iter_audio_batches(manifest, 16000)
+        tokenizer, "fp", manifest.fingerprint(), manifest, iter_audio_batches(manifest, 16000)
     )
     return tokenizer, cached
 
