@@ -46,3 +46,11 @@ class ContractError(BenchmarkError):
 
 class MissingDependencyError(BenchmarkError):
     """A system tool or optional package that is not installed (names the install command)."""
+
+
+class JudgeUnavailableError(WeightsUnavailableError):
+    """A metric's judge (pinned model, bundled model files, harness-trained judge) is missing.
+
+    The metric is then recorded as unavailable with this message as the reason, never as a
+    number.
+    """

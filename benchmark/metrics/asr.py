@@ -46,10 +46,20 @@ def normalise_text(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def _edit_counts(
-    references: Sequence[str], predictions: Sequence[str], unit: str
+def edit_counts(
+    references: Sequence[str], predictions: Sequence[str], unit: str = "word"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-utterance edit operations and reference lengths (words or characters)."""
+    """Per-utterance edit operations and reference lengths, on normalised text.
+
+    Args:
+        references: reference transcripts.
+        predictions: hypotheses, aligned with the references.
+        unit: ``word`` or ``char``.
+
+    Returns:
+        ``errors [U]`` (substitutions + deletions + insertions) and ``lengths [U]``
+        (reference words or characters), float64.
+    """
     errors, lengths = [], []
     for reference, prediction in zip(references, predictions, strict=True):
         reference, prediction = normalise_text(reference), normalise_text(prediction)
@@ -82,7 +92,7 @@ class _ErrorRate(Metric):
                 f"{self.name} needs as many predictions as references (>0), got "
                 f"{len(predictions)} and {len(references)}"
             )
-        errors, lengths = _edit_counts(references, predictions, self.unit)
+        errors, lengths = edit_counts(references, predictions, self.unit)
         if lengths.sum() == 0:
             return MetricValue.unavailable(self.name, "lower", "all references are empty")
         low, high = bootstrap_ratio_ci(errors, lengths)

@@ -7,25 +7,23 @@ with a 1e-5 floor), averaged over bands and frames; lower is better, 0 is identi
 The per-utterance mean comes with a bootstrap confidence interval.
 
 **DNSMOS** (Reddy et al. 2022) predicts a listener's overall quality score (1-5) without a
-reference. It runs the ONNX models that ship inside the ``speechmos`` package, offline. If
-the package or its models cannot run, the metric is recorded as unavailable with the reason,
+reference. It runs the ONNX models that ship inside the ``speechmos`` package, offline, through
+:mod:`benchmark.metrics.dnsmos` (the per-utterance DNSMOS metrics use the same code). If the
+package or its models cannot run, the metric is recorded as unavailable with the reason,
 never as a number.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
-from functools import cache
-from importlib import metadata
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmark.api import MetricValue
 from benchmark.metrics.bootstrap import DEFAULT_LEVEL, bootstrap_mean_ci
+from benchmark.metrics.dnsmos import dnsmos_judge, dnsmos_scores
 
 log = logging.getLogger(__name__)
 
@@ -72,26 +70,6 @@ def mel_distance_metric(values: Sequence[float]) -> MetricValue:
     )
 
 
-@cache
-def _dnsmos_judge() -> dict[str, str]:
-    """Identity of the DNSMOS judge; raises if speechmos or its models are missing."""
-    import speechmos
-    from speechmos import dnsmos  # noqa: F401  (import errors are the unavailability reason)
-
-    folder = Path(speechmos.__file__).parent / "dnsmos_models"
-    digest = hashlib.sha256()
-    for name in ("sig_bak_ovr.onnx", "model_v8.onnx"):
-        path = folder / name
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing from the speechmos package")
-        digest.update(path.read_bytes())
-    return {
-        "name": "DNSMOS P.835 OVRL (speechmos)",
-        "speechmos": metadata.version("speechmos"),
-        "models_sha256": digest.hexdigest()[:16],
-    }
-
-
 def dnsmos_metric(waves: Sequence[torch.Tensor], sample_rate: int) -> MetricValue:
     """Mean DNSMOS overall score of ``[T]`` waveforms, or unavailable with the reason."""
     if not waves:
@@ -101,13 +79,8 @@ def dnsmos_metric(waves: Sequence[torch.Tensor], sample_rate: int) -> MetricValu
             "dnsmos", "higher", f"DNSMOS scores 16 kHz audio, the vocoder makes {sample_rate} Hz"
         )
     try:
-        judge = _dnsmos_judge()
-        from speechmos import dnsmos
-
-        scores = []
-        for wave in waves:
-            audio = wave.detach().cpu().double().clamp(-1.0, 1.0).numpy()
-            scores.append(float(dnsmos.run(audio, sample_rate)["ovrl_mos"]))
+        judge = {**dnsmos_judge(), "output": "ovrl"}
+        scores = [dnsmos_scores(wave.detach().cpu().double().numpy())["ovrl"] for wave in waves]
     except Exception as exc:  # an optional judge: record why it did not run
         reason = f"DNSMOS could not run: {type(exc).__name__}: {' '.join(str(exc).split())}"
         log.warning("%s", reason)

@@ -1,0 +1,92 @@
+"""dWER: the word error rate between transcripts of the generated and the reference audio.
+
+A recogniser transcribes both the generated audio and its clean reference; the WER of the
+first against the second (DASB's dWER) measures how much of the spoken content survives
+generation, without needing the reference text or a recogniser that matches it. Text is
+normalised as for WER (:func:`benchmark.metrics.asr.normalise_text`) and scored with jiwer.
+Each utterance's dWER is in %; the aggregate is their mean (utterance-averaged) with a
+bootstrap CI.
+
+Recognisers: Whisper (``full``; default ``openai/whisper-small`` at a pinned revision, see
+:mod:`benchmark.metrics.judges.whisper`) or the harness-trained mini CTC judge
+(``mini_judge``: its folder, see :mod:`benchmark.metrics.judges.mini_asr`).
+
+Skipped: audio under 0.1 s; with Whisper, audio over its 30 s window; an utterance whose
+reference transcript is empty (dWER is undefined without reference words).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmark.data.audio import load_audio
+from benchmark.metrics.asr import edit_counts, normalise_text
+from benchmark.metrics.audio_base import AudioItem, AudioMetric, Skip
+
+#: Utterances transcribed per recogniser call (bounds the audio held in memory).
+CHUNK = 32
+
+
+class DWER(AudioMetric):
+    """Utterance-averaged dWER in % (lower is better; 0 = same words heard).
+
+    Args:
+        weights: Whisper weights (``{"hub", "revision"}`` or ``{"path"}``); default
+            ``openai/whisper-small`` at its pinned revision.
+        mini_judge: folder of a trained mini CTC judge, used instead of Whisper.
+        device: torch device.
+        batch_size: waveforms per Whisper ``generate`` call.
+    """
+
+    name = "dwer"
+    direction = "lower"
+    needs = ("audio", "reference_audio")
+    min_seconds = 0.1
+
+    def __init__(
+        self,
+        weights: Mapping[str, Any] | None = None,
+        mini_judge: str | Path | None = None,
+        device: str = "cpu",
+        batch_size: int = 8,
+    ) -> None:
+        if weights and mini_judge:
+            raise ValueError("dwer: give Whisper weights or a mini_judge folder, not both")
+        self.weights, self.mini_judge = weights, mini_judge
+        self.device, self.batch_size = device, batch_size
+        self.max_seconds = None if mini_judge else 30.0
+        self._recognizer: Any = None
+
+    def recognizer(self) -> Any:
+        """The loaded recogniser (loaded once). Raises JudgeUnavailableError."""
+        if self._recognizer is None:
+            if self.mini_judge:
+                from benchmark.metrics.judges.mini_asr import load_mini_asr_judge
+
+                self._recognizer = load_mini_asr_judge(Path(self.mini_judge), self.device)
+            else:
+                from benchmark.metrics.judges.whisper import WhisperRecognizer
+
+                self._recognizer = WhisperRecognizer(self.weights, self.device, self.batch_size)
+        return self._recognizer
+
+    def judge(self) -> dict[str, Any]:
+        return {**self.recognizer().identity(), "text": "lower, NFKC, no punctuation (jiwer)"}
+
+    def _score(self, items: Sequence[AudioItem]) -> list[float | Skip]:
+        recognizer = self.recognizer()
+        rate = recognizer.sample_rate
+        out: list[float | Skip] = []
+        for start in range(0, len(items), CHUNK):
+            chunk = items[start : start + CHUNK]
+            generated = recognizer.transcribe([load_audio(i.audio, rate) for i in chunk])
+            heard = recognizer.transcribe([load_audio(i.reference_audio, rate) for i in chunk])
+            errors, lengths = edit_counts(heard, generated, "word")
+            for reference, error, length in zip(heard, errors, lengths, strict=True):
+                if not normalise_text(reference):
+                    out.append(Skip("the recogniser heard no words in the reference audio"))
+                else:
+                    out.append(100.0 * float(error) / float(length))
+        return out

@@ -1,0 +1,1 @@
+"""Judges behind the audio metrics: pinned hub models and the harness-trained mini judges."""
