@@ -45,6 +45,9 @@ class TokenizerInfo:
             features ``[B, N, K, D]`` with ``K = len(layers)`` and ``D = feature_dim``,
             ``codebook_sizes`` is empty and there is no bitrate. Such a reference runs
             through the same task heads but is not a tokenizer for ``check-tokenizer``.
+        model_label: what the weights behind the tokens are when that is not what the name
+            says (e.g. "pretrained by the harness on mini, 900 steps" for the mini preset's
+            tiny encoders); recorded with the info, omitted from :meth:`to_dict` when None.
     """
 
     name: str
@@ -54,6 +57,7 @@ class TokenizerInfo:
     can_decode: bool = False
     layers: tuple[int, ...] | None = None
     feature_dim: int | None = None
+    model_label: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -114,8 +118,8 @@ class TokenizerInfo:
         return "continuous" if bitrate is None else bitrate_tier(bitrate)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view, with the computed bitrate and tier."""
-        return {
+        """JSON-ready view, with the computed bitrate and tier (and the model label if set)."""
+        out = {
             "name": self.name,
             "sample_rate": self.sample_rate,
             "frame_rate": self.frame_rate,
@@ -127,6 +131,9 @@ class TokenizerInfo:
             "bitrate_bps": self.bitrate,
             "tier": self.tier,
         }
+        if self.model_label is not None:
+            out["model_label"] = self.model_label
+        return out
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,13 @@ layer's valid frames are assigned to their nearest centroid with batched matrix 
 that device (:class:`~benchmark.models.ssl_codebooks.LayerCodebooks`: float32 products, near
 ties settled in float64, so tokens do not depend on batch shape or BLAS).
 
-Weights: the context's card weights (``{hub, revision}`` or ``{path}``), or with
-``tiny_model: true`` (the ``mini`` preset) a tiny random encoder of the same architecture made
-by :func:`~benchmark.models.ssl_loading.tiny_ssl_model_dir` under ``workdir/models`` and loaded
-through the same path route.
+Weights: the context's card weights (``{hub, revision}`` or ``{path}``), or in the ``mini``
+preset a tiny encoder of the same architecture made under ``workdir/models`` and loaded through
+the same path route (:mod:`benchmark.models.ssl_mini`): ``tiny_model: pretrained`` (the mini
+cards' default) pretrains it on the mini corpus once per fingerprint
+(:mod:`benchmark.models.ssl_pretrain`), ``tiny_model: random`` (or ``true``) keeps it randomly
+initialised, for comparison. Its label ("pretrained by the harness on mini, N steps") is the
+info's ``model_label`` and part of :meth:`~DiscreteSSLTokenizer.state_fingerprint`.
 """
 
 from __future__ import annotations
@@ -125,7 +128,12 @@ class DiscreteSSLTokenizer(Tokenizer):
         kmeans_max_iter: maximum exact Lloyd passes.
         dtype: ``fp32`` (default) or ``bf16`` (autocast forward; measured agreement with fp32
             is reported by ``scripts/bench_ssl_encode.py``).
-        tiny_model: use the mini preset's tiny random encoder instead of ``context.weights``.
+        tiny_model: false to load ``context.weights``; ``pretrained`` for the mini preset's
+            tiny encoder pretrained by the harness on mini, ``random`` (or true) for the
+            same architecture randomly initialised.
+        pretrain: overrides of the pretraining settings
+            (:class:`~benchmark.models.ssl_pretrain.PretrainConfig` fields and ``seed``);
+            only with ``tiny_model: pretrained``.
         normalize_wav: normalise each waveform; None follows the model's preprocessor config.
         vocoder: ``{path: vocoder.pt}`` or ``{speechbrain: FOLDER}`` to decode with; None
             (default) makes the tokenizer encode-only.
@@ -153,10 +161,11 @@ class DiscreteSSLTokenizer(Tokenizer):
         kmeans_seed: int = 0,
         kmeans_max_iter: int = 100,
         dtype: str = "fp32",
-        tiny_model: bool = False,
+        tiny_model: bool | str = False,
         normalize_wav: bool | None = None,
         vocoder: Mapping[str, str] | None = None,
         kmeans_import: Mapping[str, str] | None = None,
+        pretrain: Mapping[str, Any] | None = None,
         name: str = "discrete-ssl",
         context: BuildContext | None = None,
     ) -> None:
@@ -182,10 +191,11 @@ class DiscreteSSLTokenizer(Tokenizer):
         self.dtype = dtype
         self.progress = context.progress
         self.extractor = open_ssl_extractor(
-            family, self.layers, tiny_model, context, dtype, normalize_wav
+            family, self.layers, tiny_model, context, dtype, normalize_wav, pretrain
         )
         self.model, self.model_info = self.extractor.model, self.extractor.info
-        self.tiny_model = bool(tiny_model)
+        self.origin = self.extractor.origin
+        self.tiny_model = self.origin is not None
         self.codebooks: LayerCodebooks | None = None
         #: provenance of each layer's codebook (fitted or imported), in ``layers`` order
         self.quantizer_provenance: list[dict[str, Any]] = []
@@ -197,6 +207,7 @@ class DiscreteSSLTokenizer(Tokenizer):
             codebook_sizes=self.num_clusters,
             can_decode=vocoder is not None,
             layers=self.layers,
+            model_label=self.origin.label if self.origin is not None else None,
         )
         self.vocoder_spec = dict(vocoder) if vocoder else None
         self._vocoder: Any = None
@@ -438,6 +449,7 @@ class DiscreteSSLTokenizer(Tokenizer):
             "kmeans_data": dict(self.kmeans_data),
             "vocoder": self.vocoder_spec,
             "short_clips": f"zero-padded to {self.model_info.receptive_field} samples",
+            "tiny_model": self.origin.to_dict() if self.origin is not None else None,
         }
         if self.kmeans_import is not None:
             state["kmeans_import"] = {
