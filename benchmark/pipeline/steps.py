@@ -27,7 +27,7 @@ from benchmark.pipeline.env import StepEnv
 from benchmark.pipeline.graph import Step
 from benchmark.pipeline.records import MetricRecord, ResultRecord
 from benchmark.pipeline.status import MARKER, marker_payload, read_marker, staged_record_path
-from benchmark.pipeline.store import atomic_folder, atomic_write_json
+from benchmark.pipeline.store import StoreWriteError, atomic_folder, atomic_write_json
 from benchmark.profiling import Profile
 from benchmark.provenance import code_version, device_description, package_versions
 
@@ -40,6 +40,26 @@ class ConformanceGateError(ContractError):
 
 class UpstreamError(BenchmarkError):
     """A step this one needs failed; carries that step's error."""
+
+
+class ResultsWriteError(StoreWriteError):
+    """A finished job's record could not be written to the results folder (it is kept staged
+    in the workdir, and the next run publishes it without retraining)."""
+
+
+def publish(record: ResultRecord, step: Step, staged: Path) -> None:
+    """Write a finished job's record into the results folder.
+
+    Raises:
+        ResultsWriteError: the write failed; names the path, the cause and the staged copy.
+    """
+    try:
+        record.to_disk(step.output)
+    except StoreWriteError as exc:
+        raise ResultsWriteError(
+            f"results not written: {exc}; the finished record is kept at {staged}, rerun "
+            "with a writable results folder to publish it without retraining"
+        ) from exc
 
 
 def _manifest(data: dict[str, Any], env: StepEnv) -> Manifest:
@@ -180,7 +200,7 @@ def run_job(step: Step, env: StepEnv) -> ResultRecord:
     finished = ResultRecord.load_or_none(staged)
     if finished is not None and finished.fingerprint == step.key:
         log.info("%s: finished earlier; writing its record", step.label)
-        finished.to_disk(step.output)
+        publish(finished, step, staged)
         return finished
     error = spec.get("build_error")
     if error is not None:
@@ -232,7 +252,7 @@ def run_job(step: Step, env: StepEnv) -> ResultRecord:
         record.extras["fit"] = marker.get("summary")
     record.timings = {"started": started, **profile.to_dict()}
     record.to_disk(staged)
-    record.to_disk(step.output)
+    publish(record, step, staged)
     return record
 
 
