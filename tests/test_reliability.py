@@ -79,6 +79,48 @@ def _cli_args(workdir: Path, results: Path, *extra: str) -> list[str]:
             "--device", "cpu", "--quiet", *extra]  # fmt: skip
 
 
+# ------------------------------------------------------------------ bad options
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--threads", "0"], "error: --threads must be a positive integer, got 0"),
+        (["--threads", "-1"], "error: --threads must be a positive integer, got -1"),
+        (["--corpus-scale", "0"], "error: --corpus-scale must lie in (0, 100], got 0.0"),
+        (["--corpus-scale", "1000"], "error: --corpus-scale must lie in (0, 100], got 1000.0"),
+        (["--task-param", "epochs=0"], "epochs must be a positive integer, got 0"),
+        (["--task-param", "batch_size=0"], "batch_size must be a positive integer, got 0"),
+        (["--task-param", "epochs=ten"], "epochs must be a positive integer, got 'ten'"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors_before_any_work(tmp_path, capsys, option, expected):
+    work = tmp_path / "work"
+    argv = ["run", "--tokenizer", "dummy", "--task", "style", "--workdir", str(work),
+            "--results", str(tmp_path / "results"), *option]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+    assert not (work / "data").exists() and not (work / "tokens").exists()
+
+
+def test_cuda_without_a_gpu_and_an_unwritable_results_folder(tmp_path, capsys):
+    import torch
+
+    blocker = tmp_path / "results"
+    blocker.write_text("a file, not a folder")
+    work = tmp_path / "work"
+    base = ["run", "--tokenizer", "dummy", "--task", "style", "--workdir", str(work)]
+    assert cli.main([*base, "--results", str(blocker)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: the results folder is not writable: {blocker}")
+    assert not work.exists(), "the check comes before any work"
+    if not torch.cuda.is_available():
+        assert cli.main([*base, "--results", str(tmp_path / "r"), "--device", "cuda"]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line == "error: --device cuda: no CUDA device is visible; use --device cpu"
+
+
 # ------------------------------------------------------------ card and parameter errors
 
 
@@ -202,6 +244,25 @@ def test_a_failed_results_write_keeps_the_record_and_the_next_run_publishes_it(
     assert not stale_record.exists() and not stale_fit.exists()
 
 
+def test_a_damaged_token_cache_is_reported_removed_and_re_encoded(workdir, tmp_path, caplog):
+    from benchmark import cache as token_cache
+
+    results = tmp_path / "results"
+    assert [o.status for o in run(_config(workdir, results))] == ["ok"]
+    victim = sorted((workdir / "tokens").rglob("tokens.bin"))[0]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only the checksum can tell
+    victim.write_bytes(bytes(data))
+    token_cache._VERIFIED.clear()  # as in a new process
+    with caplog.at_level("WARNING"):
+        (outcome,) = run(_config(workdir, results, seeds=(1,)))
+    assert outcome.status == "failed" and "is removed, rerun to re-encode it" in outcome.error
+    assert any("checksum mismatch" in r.getMessage() for r in caplog.records)
+    assert not victim.exists()
+    (again,) = run(_config(workdir, results, seeds=(1,)))
+    assert again.status == "ok" and victim.is_file()
+
+
 # ------------------------------------------------------------------- kills and SIGTERM
 
 
@@ -247,7 +308,9 @@ def test_sigterm_exits_143_in_one_line_and_leaves_no_half_state(workdir, tmp_pat
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 143, (out, err)
-    assert err.strip().splitlines() == ["terminated (SIGTERM): stopped cleanly; rerun to resume"]
+    lines = err.strip().splitlines()  # step labels, then the one line of the stop
+    assert lines[-1] == "terminated (SIGTERM): stopped cleanly; rerun to resume", err
+    assert "Traceback" not in err and "terminated" not in "".join(lines[:-1])
     assert not list(results.rglob("*.json"))
     assert not list(workdir.rglob("*.partial")) and not list(workdir.rglob(".*.tmp"))
     again = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
