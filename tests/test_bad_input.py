@@ -138,3 +138,29 @@ def test_a_cut_tts_manifest_cache_is_rebuilt_with_a_warning(tmp_path, caplog):
         second = libritts_manifest("libritts", "dev-clean", context)
     assert len(second) == len(first) == 4 and cached.read_bytes() == whole
     assert any("rebuilding cached manifest" in r.getMessage() for r in caplog.records)
+
+
+def test_asr_names_the_test_utterance_without_a_transcript_before_training(tmp_path):
+    from benchmark.tasks.asr import ASRTask
+
+    def split(name: str, missing: int | None) -> TokenSplit:
+        lines = _lines(4)
+        for index, line in enumerate(lines):
+            line["text"] = None if index == missing else "hello there"
+        manifest = read_manifest(_write(tmp_path / f"{name}.jsonl", lines))
+        return TokenSplit(
+            manifest=manifest, ids=[u.id for u in manifest], offsets=np.arange(4) * 3,
+            lengths=np.full(4, 3), data=np.zeros((12, 1), dtype=np.int64),
+            codebook_sizes=(4,), path=tmp_path,
+        )  # fmt: skip
+
+    task = ASRTask("asr-test", epochs=1, dim=8, hidden=8, layers=1)
+    run = TaskRun(
+        tokenizer_info=None, context=None, seed=0, device="cpu", out_dir=tmp_path,
+        splits={"train": split("train", None), "valid": split("valid", None),
+                "test:test": split("test", 2)}, progress=False,
+    )  # fmt: skip
+    with pytest.raises(DataError, match="has no transcript") as info:
+        task.run(run)  # tokenizer_info=None: it fails before building the model
+    message = _one_line(info)
+    assert str(tmp_path / "test.jsonl") in message and "'u2'" in message
