@@ -191,6 +191,20 @@ def test_a_full_disk_during_synthesis_is_not_reported_as_undecodable_audio(tmp_p
     assert "decode" not in message
 
 
+def test_an_unwrapped_os_error_is_one_line_with_its_path(tmp_path, monkeypatch, capsys):
+    where = tmp_path / "work" / "data"
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
+
+    monkeypatch.setattr("benchmark.pipeline.commands.run", full_disk)
+    argv = ["run", "--tokenizer", "dummy", "--task", "style", "--workdir", str(tmp_path / "w"),
+            "--results", str(tmp_path / "r")]  # fmt: skip
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {where}: no space left on device"]
+
+
 # ------------------------------------------------------------- results lost at the end
 
 
