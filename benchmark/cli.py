@@ -476,8 +476,23 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_FAILED
+    except OSError as exc:  # one not wrapped by a writer: still one line with its path
+        if args.debug:
+            raise
+        print(f"error: {_os_error_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``<path>: <cause>`` (``no space left on device`` for ENOSPC), or the bare error."""
+    from benchmark.pipeline.store import describe_os_error
+
+    if exc.filename is None:
+        return describe_os_error(exc, "(unknown path)")
+    paths = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
+    return describe_os_error(exc, paths)
 
 
 #: Errors that mean the command line (or a card or plugin it names) is wrong: exit code 2.

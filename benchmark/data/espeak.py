@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
-from benchmark.data.audio import load_audio, save_wav
+from benchmark.data.audio import audio_from_bytes, save_wav
 from benchmark.errors import DataError
 
 
@@ -33,20 +33,21 @@ def synthesize_job(job: SynthJob, folder: Path, espeak: str, sample_rate: int) -
 
     Raises:
         DataError: espeak-ng exits non-zero or writes no audio.
+        StoreWriteError: the WAV cannot be written (names the path and the cause).
     """
-    raw = folder / "_raw" / job.rel.replace("/", "__")
     text = job.text
     command = [espeak, "-v", job.voice, "-p", str(job.pitch), "-s", str(job.rate)]
-    command += ["-a", str(job.amplitude), "-w", str(raw)]
+    # --stdout, not -w FILE: espeak-ng exits 0 after a failed file write (a full disk then
+    # looked like an undecodable file); through a pipe only our own write touches the disk
+    command += ["-a", str(job.amplitude), "--stdout"]
     if job.pitch_range is not None:
         command.append("-m")
         text = f'<speak><prosody range="{job.pitch_range}">{text}</prosody></speak>'
-    done = subprocess.run([*command, text], capture_output=True, text=True, timeout=120)
-    if done.returncode != 0 or not raw.is_file():
-        message = " ".join(done.stderr.split()) or "no output file"
+    done = subprocess.run([*command, text], capture_output=True, timeout=120)
+    if done.returncode != 0 or not done.stdout:
+        message = " ".join(done.stderr.decode("utf-8", "replace").split()) or "no audio output"
         raise DataError(f"espeak-ng failed on {job.rel} (exit {done.returncode}): {message}")
-    wav = load_audio(raw, sample_rate)
-    raw.unlink()
+    wav = audio_from_bytes(done.stdout, sample_rate, f"espeak-ng output for {job.rel}")
     save_wav(folder / job.rel, wav, sample_rate)
     return int(wav.shape[0])
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from benchmark.data.manifest import Manifest, Utterance, read_manifest, write_manifest
+from benchmark.data.manifest import Manifest, Utterance, read_cached_manifest, write_manifest
 from benchmark.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -164,26 +164,37 @@ def read_transcripts(path: Path, prefix: str) -> dict[str, str]:
     """Utterance id -> upper-case transcript from one ``.trans.txt`` file.
 
     Raises:
-        DataError: a line without text, an id outside the chapter, or a repeated id.
+        DataError: a line that is not UTF-8, a line without text, an id outside the
+            chapter, or a repeated id (one line naming ``file:line``).
     """
     transcripts: dict[str, str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split(maxsplit=1)
-            if not fields:
-                continue
-            where = f"{path}:{number}"
-            if len(fields) < 2 or not fields[1].strip():
-                raise DataError(f"{where}: transcript line has no text; expected '<id> TEXT'")
-            utterance_id, text = fields[0], " ".join(fields[1].split())
-            if not utterance_id.startswith(prefix):
-                raise DataError(
-                    f"{where}: utterance id {utterance_id!r} does not belong to this chapter "
-                    f"(expected {prefix}<utt>); restore the file from the LibriSpeech archive"
-                )
-            if utterance_id in transcripts:
-                raise DataError(f"{where}: utterance id {utterance_id!r} appears twice")
-            transcripts[utterance_id] = text
+    try:
+        raw_lines = path.read_bytes().split(b"\n")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read transcripts ({exc.strerror or exc})") from None
+    for number, raw in enumerate(raw_lines, start=1):
+        where = f"{path}:{number}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{where}: transcript line is not UTF-8 (byte {raw[exc.start]:#04x} at column "
+                f"{exc.start + 1}); restore the file from the LibriSpeech archive"
+            ) from None
+        fields = line.split(maxsplit=1)
+        if not fields:
+            continue
+        if len(fields) < 2 or not fields[1].strip():
+            raise DataError(f"{where}: transcript line has no text; expected '<id> TEXT'")
+        utterance_id, text = fields[0], " ".join(fields[1].split())
+        if not utterance_id.startswith(prefix):
+            raise DataError(
+                f"{where}: utterance id {utterance_id!r} does not belong to this chapter "
+                f"(expected {prefix}<utt>); restore the file from the LibriSpeech archive"
+            )
+        if utterance_id in transcripts:
+            raise DataError(f"{where}: utterance id {utterance_id!r} appears twice")
+        transcripts[utterance_id] = text
     return transcripts
 
 
@@ -308,14 +319,10 @@ def librispeech_manifest(
     entries = list_files(folder)
     name = f"{split}-{MANIFEST_VERSION}-{listing_hash(folder, entries)}.jsonl"
     path = Path(cache_dir) / "librispeech" / name
-    if path.is_file():
-        try:
-            manifest = read_manifest(path, root=folder.parent)
-        except DataError as exc:
-            logger.warning("rebuilding unreadable cached manifest: %s", exc)
-        else:
-            logger.debug("LibriSpeech %s: cached manifest %s", split, path)
-            return manifest
+    manifest = read_cached_manifest(path, root=folder.parent)
+    if manifest is not None:
+        logger.debug("LibriSpeech %s: cached manifest %s", split, path)
+        return manifest
     logger.info("LibriSpeech %s: building manifest from %s", split, folder)
     utterances = build_utterances(folder, entries, progress=progress)
     write_manifest(path, utterances)

@@ -327,10 +327,8 @@ def is_complete(folder: Path, config: MiniConfig) -> bool:
 def _build(build: Path, config: MiniConfig, espeak: str, progress: bool, workers: int) -> dict:
     plan = _Plan(config).build()
     sr = config.sample_rate
-    (build / "_raw").mkdir()
     args = (build, espeak, sr)
     lengths = run_parallel(synthesize_job, plan.jobs, workers, "mini: synthesis", progress, *args)
-    shutil.rmtree(build / "_raw")
     samples = {job.rel: n for job, n in zip(plan.jobs, lengths, strict=True)}
     mixed = run_parallel(mix_job, plan.mixes, workers, "mini: noise", progress, build, sr)
     samples |= {job.noisy_rel: n for job, n in zip(plan.mixes, mixed, strict=True)}

@@ -13,7 +13,13 @@ from pathlib import Path
 import soundfile as sf
 
 from benchmark.api import BuildContext
-from benchmark.data.manifest import Manifest, Utterance, read_manifest, write_manifest
+from benchmark.data.manifest import (
+    Manifest,
+    Utterance,
+    read_cached_manifest,
+    read_manifest,
+    write_manifest,
+)
 from benchmark.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -63,10 +69,12 @@ def _listing_hash(folder: Path, files: list[Path]) -> str:
 
 def _cached(cache: Path, name: str, folder: Path, files: list[Path], build) -> Manifest:
     path = cache / f"{name}-{_listing_hash(folder, files)}.jsonl"
-    if not path.is_file():
+    manifest = read_cached_manifest(path, root=folder)
+    if manifest is None:
         log.info("building the %s manifest from %s (%d files)", name, folder, len(files))
         write_manifest(path, build())
-    return read_manifest(path, root=folder)
+        manifest = read_manifest(path, root=folder)
+    return manifest
 
 
 def _utterance(folder: Path, path: Path, uid: str, text: str | None, speaker: str | None):

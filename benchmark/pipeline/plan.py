@@ -216,6 +216,15 @@ class Planner:
         if data is None:
             tok.pending = f"needs corpus {ref.corpus}"
             return None
+        check = getattr(tokenizer, "check_fit_data", None)  # optional: refuse before the fit
+        if check is not None:
+            try:
+                check(self._manifest(ref))
+            except ValueError as exc:
+                raise UsageError(
+                    f"tokenizer {tok.entry.name!r}: {exc}; fix the card or the "
+                    "--tokenizer-param option"
+                ) from None
         components = {"tokenizer": base, "data": {"ref": ref.name, "manifest": data}}
         fit_key = key_of(components)
         out = self.config.workdir / "fitted" / fit_key[:16]

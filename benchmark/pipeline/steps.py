@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,12 @@ from benchmark.pipeline.env import StepEnv
 from benchmark.pipeline.graph import Step
 from benchmark.pipeline.records import MetricRecord, ResultRecord
 from benchmark.pipeline.status import MARKER, marker_payload, read_marker, staged_record_path
-from benchmark.pipeline.store import atomic_folder, atomic_write_json
+from benchmark.pipeline.store import (
+    StoreWriteError,
+    atomic_folder,
+    atomic_write_json,
+    output_lock,
+)
 from benchmark.profiling import Profile
 from benchmark.provenance import code_version, device_description, package_versions
 
@@ -40,6 +46,26 @@ class ConformanceGateError(ContractError):
 
 class UpstreamError(BenchmarkError):
     """A step this one needs failed; carries that step's error."""
+
+
+class ResultsWriteError(StoreWriteError):
+    """A finished job's record could not be written to the results folder (it is kept staged
+    in the workdir, and the next run publishes it without retraining)."""
+
+
+def publish(record: ResultRecord, step: Step, staged: Path) -> None:
+    """Write a finished job's record into the results folder.
+
+    Raises:
+        ResultsWriteError: the write failed; names the path, the cause and the staged copy.
+    """
+    try:
+        record.to_disk(step.output)
+    except StoreWriteError as exc:
+        raise ResultsWriteError(
+            f"results not written: {exc}; the finished record is kept at {staged}, rerun "
+            "with a writable results folder to publish it without retraining"
+        ) from exc
 
 
 def _manifest(data: dict[str, Any], env: StepEnv) -> Manifest:
@@ -157,13 +183,20 @@ def load_tokens(cache: dict[str, Any], kept: int | None, sizes, env: StepEnv) ->
                                                                 cache["manifest_key"]))  # fmt: skip
     if meta is not None:
         encoder_sizes = tuple(meta.get("codebook_sizes") or ())
-    split = env.token_cache.load(
-        cache["encoder_key"], cache["manifest_key"], manifest, encoder_sizes or tuple(sizes)
-    )
+    args = (cache["encoder_key"], cache["manifest_key"], manifest, encoder_sizes or tuple(sizes))
+    split = env.token_cache.load(*args)
     if split is None:
-        raise BenchmarkError(
-            f"the token cache of {cache['data']} is missing or damaged; rerun to re-encode it"
-        )
+        folder = env.token_cache.entry_dir(cache["encoder_key"], cache["manifest_key"])
+        with output_lock(folder, f"tokens of {manifest.source}"):
+            split = env.token_cache.load(*args, verify=True)  # another process may have fixed it
+            if split is None:
+                # its extract step only checks the size, so a damaged entry would stay
+                # forever: remove it, and the next run re-encodes it
+                shutil.rmtree(folder, ignore_errors=True)
+                raise BenchmarkError(
+                    f"the token cache {folder} of {manifest.source} is missing or damaged (see "
+                    "the warning above); it is removed, rerun to re-encode it"
+                )
     if kept is None:
         return split
     return dataclasses.replace(split, data=split.data[:, :kept], codebook_sizes=tuple(sizes))
@@ -180,7 +213,7 @@ def run_job(step: Step, env: StepEnv) -> ResultRecord:
     finished = ResultRecord.load_or_none(staged)
     if finished is not None and finished.fingerprint == step.key:
         log.info("%s: finished earlier; writing its record", step.label)
-        finished.to_disk(step.output)
+        publish(finished, step, staged)
         return finished
     error = spec.get("build_error")
     if error is not None:
@@ -236,7 +269,7 @@ def run_job(step: Step, env: StepEnv) -> ResultRecord:
         record.extras["fit"] = marker.get("summary")
     record.timings = {"started": started, **profile.to_dict()}
     record.to_disk(staged)
-    record.to_disk(step.output)
+    publish(record, step, staged)
     return record
 
 

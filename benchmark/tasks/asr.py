@@ -193,7 +193,10 @@ class ASRTask(Task):
         items = []
         for utterance, tokens in split.items():
             if utterance.text is None:
-                raise DataError(f"{utterance.id}: no transcript in the manifest")
+                raise DataError(
+                    f"{split.manifest.source or 'the manifest'}: utterance {utterance.id!r} has "
+                    f"no transcript ('text'); task {self.info.name!r} needs one on every utterance"
+                )
             items.append((utterance.id, tokens, utterance.text))
         return examples_from_tokens(items)
 
@@ -202,6 +205,9 @@ class ASRTask(Task):
         if len(train_split) == 0:
             raise DataError(f"the train split of task {self.info.name!r} is empty")
         vocabulary = CharacterVocabulary([u.text or "" for u in train_split.manifest])
+        test_splits = [key for key in run.splits if key not in ("train", "valid")]
+        for key in test_splits:  # a missing transcript is found before training, not after
+            self._examples(run.splits[key], vocabulary)
         train_set = self._examples(train_split, vocabulary)
         valid_set = self._examples(run.splits["valid"], vocabulary)
         torch.manual_seed(run.seed)

@@ -118,12 +118,16 @@ class UtteranceClassificationTask(Task):
     def splits(self, context: BuildContext) -> Mapping[str, DataRef]:
         return {split: DataRef(self.info.corpus, self.subset, split) for split in SPLITS}
 
-    def _labelled(self, split: Any, classes: dict[str, int] | None) -> list[Example]:
+    def _labelled(self, split: Any, classes: dict[str, int] | None, name: str) -> list[Example]:
         items = []
         for utterance, tokens in split.items():
             label = getattr(utterance, self.label_field)
             if label is None:
-                raise DataError(f"{utterance.id}: no {self.label_field!r} in the manifest")
+                source = split.manifest.source or "the manifest"
+                raise DataError(
+                    f"{source}: utterance {utterance.id!r} has no {self.label_field!r}; task "
+                    f"{self.info.name!r} needs one on every utterance of its {name} split"
+                )
             if classes is not None and label not in classes:
                 raise DataError(f"{utterance.id}: label {label!r} never seen in training")
             items.append((utterance.id, tokens, label if classes is None else classes[label]))
@@ -135,9 +139,9 @@ class UtteranceClassificationTask(Task):
             raise DataError(f"the train split of task {self.info.name!r} is empty")
         labels = sorted({label for label in train_labels if label is not None})
         classes = {label: index for index, label in enumerate(labels)}
-        train_set = self._labelled(run.splits["train"], classes)
-        valid_set = self._labelled(run.splits["valid"], classes)
-        test_set = self._labelled(run.splits["test"], classes)
+        train_set = self._labelled(run.splits["train"], classes, "train")
+        valid_set = self._labelled(run.splits["valid"], classes, "valid")
+        test_set = self._labelled(run.splits["test"], classes, "test")
         torch.manual_seed(run.seed)
         init = initial_embeddings(run, self.embedding_init)
         model = ClassificationHead(

@@ -52,6 +52,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.api import BuildContext, FitData, Tokenizer, TokenizerInfo
+from benchmark.data.manifest import Manifest
 from benchmark.errors import BenchmarkError, DataError
 from benchmark.models.kmeans import ALGORITHM_VERSION as KMEANS_ALGORITHM_VERSION
 from benchmark.models.kmeans import KMeansConfig, KMeansQuantizer, QuantizerError, fit_kmeans
@@ -60,57 +61,25 @@ from benchmark.models.sb_quantizers import import_sb_quantizers
 from benchmark.models.ssl_codebooks import LayerCodebooks
 from benchmark.models.ssl_features import DTYPES, SSLConfigError, open_ssl_extractor
 from benchmark.models.ssl_loading import FAMILIES
+from benchmark.tokenizers.ssl_params import (
+    architecture_depth,
+    check_clusters_budget,
+    check_fit_frames,
+    check_layer_range,
+    clusters_param,
+    data_param,
+    layers_param,
+)
 
 log = logging.getLogger(__name__)
 
 #: Bump when a change here changes tokens without changing the card or the weights.
 TOKENIZER_VERSION = 1
-DEFAULT_KMEANS_DATA: dict[str, str] = {"corpus": "mini", "subset": "ood", "split": "train"}
 
 
 def quantizer_filename(layer: int, n_clusters: int) -> str:
     """File name of one layer's codebook in a fit folder: ``kmeans_L<layer>_k<K>.pt``."""
     return f"kmeans_L{layer}_k{n_clusters}.pt"
-
-
-def _layers_param(layers: Any) -> tuple[int, ...]:
-    if isinstance(layers, int) and not isinstance(layers, bool):
-        layers = [layers]
-    if not isinstance(layers, Sequence) or isinstance(layers, str) or not layers:
-        raise SSLConfigError(f"layers must be a non-empty list of ints, got {layers!r}")
-    if any(isinstance(x, bool) or not isinstance(x, int) for x in layers):
-        raise SSLConfigError(f"layers must be ints, got {list(layers)!r}")
-    if len(set(layers)) != len(layers):
-        raise SSLConfigError(f"layers {list(layers)} repeat a layer; list each layer once")
-    return tuple(layers)
-
-
-def _clusters_param(num_clusters: Any, layers: tuple[int, ...]) -> tuple[int, ...]:
-    values = [num_clusters] * len(layers) if isinstance(num_clusters, int) else num_clusters
-    if (
-        not isinstance(values, Sequence)
-        or len(values) != len(layers)
-        or any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in values)
-    ):
-        raise SSLConfigError(
-            f"num_clusters must be an int >= 2 or one such int per layer ({len(layers)}), "
-            f"got {num_clusters!r}"
-        )
-    return tuple(values)
-
-
-def _data_param(kmeans_data: Any) -> dict[str, str]:
-    spec = dict(DEFAULT_KMEANS_DATA if kmeans_data is None else kmeans_data)
-    unknown = set(spec) - {"corpus", "subset", "split"}
-    if unknown or "subset" not in spec:
-        raise SSLConfigError(
-            f"kmeans_data must be {{corpus, subset, split}} (subset required), got {kmeans_data!r}"
-        )
-    spec.setdefault("corpus", "mini")
-    spec.setdefault("split", "train")
-    if any(not isinstance(v, str) or not v for v in spec.values()):
-        raise SSLConfigError(f"kmeans_data values must be non-empty strings, got {spec!r}")
-    return spec
 
 
 class DiscreteSSLTokenizer(Tokenizer):
@@ -182,9 +151,13 @@ class DiscreteSSLTokenizer(Tokenizer):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SSLConfigError(f"{label} must be an int >= {low}, got {value!r}")
         self.family = family
-        self.layers = _layers_param(layers)
-        self.num_clusters = _clusters_param(num_clusters, self.layers)
-        self.kmeans_data = _data_param(kmeans_data)
+        self.layers = layers_param(layers)
+        self.num_clusters = clusters_param(num_clusters, self.layers)
+        self.kmeans_data = data_param(kmeans_data)
+        depth, model = architecture_depth(family, tiny_model, context.weights)
+        check_layer_range(self.layers, depth, model)
+        if kmeans_import is None:
+            check_clusters_budget(self.num_clusters, kmeans_max_frames)
         self.kmeans_max_frames = kmeans_max_frames
         self.kmeans_seed = kmeans_seed
         self.kmeans_max_iter = kmeans_max_iter
@@ -230,6 +203,17 @@ class DiscreteSSLTokenizer(Tokenizer):
         features, frames = self.extractor(wav, lengths)
         valid = torch.arange(features.shape[2]).unsqueeze(0) < frames.unsqueeze(1)
         return features[:, valid.to(features.device)]
+
+    def check_fit_data(self, manifest: Manifest) -> None:
+        """Refuse, before any extraction, fit data with fewer frames than ``num_clusters``.
+
+        Raises:
+            SSLConfigError: the largest K exceeds the frames the manifest can give.
+        """
+        if self.needs_fit:
+            durations = [u.duration for u in manifest]
+            name = str(manifest.source or "the k-means data")
+            check_fit_frames(self.num_clusters, durations, self.info.frame_rate, name)
 
     def fit(self, data: FitData, out_dir: Path) -> None:
         """Train one k-means per layer on ``data`` and save the codebooks under ``out_dir``.
