@@ -35,7 +35,7 @@ fi
 
 # --dev: Debian's chromium and chromedriver for the leaderboard's browser test (selenium
 # drives the system browser; nothing downloads a browser of its own)
-if [ -n "$extras" ] && ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }; then
+if [ "$dev" = "1" ] && ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }; then
   echo "installing chromium and chromium-driver (Debian packages)" >&2
   sudo_=""
   if [ "$(id -u)" != "0" ]; then sudo_="sudo"; fi
