@@ -11,130 +11,48 @@ from __future__ import annotations
 
 import abc
 import inspect
-import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from benchmark.errors import ContractError
+from benchmark.metadata import (
+    BITRATE_TIERS,
+    DataRef,
+    Direction,
+    MetricValue,
+    TaskInfo,
+    TokenizerInfo,
+    UtteranceScores,
+    bitrate_tier,
+)
+
+__all__ = [
+    "BITRATE_TIERS",
+    "BuildContext",
+    "DataRef",
+    "Direction",
+    "FitData",
+    "Metric",
+    "MetricValue",
+    "Task",
+    "TaskInfo",
+    "TaskOutput",
+    "TaskRun",
+    "Tokenizer",
+    "TokenizerInfo",
+    "UtteranceScores",
+    "bitrate_tier",
+    "check_contract",
+    "construct",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
 
-Direction = Literal["higher", "lower"]
-
-#: DASB's bitrate tiers in bits per second (DASB, arXiv 2406.14294): low <= 1.5 kbps,
-#: medium <= 6 kbps, high above.
-BITRATE_TIERS: tuple[tuple[str, float], ...] = (("low", 1500.0), ("medium", 6000.0))
-
-
-def bitrate_tier(bits_per_second: float) -> str:
-    """Return DASB's tier name (``low`` / ``medium`` / ``high``) for a bitrate in bit/s."""
-    for name, upper in BITRATE_TIERS:
-        if bits_per_second <= upper + 1e-9:
-            return name
-    return "high"
-
-
-@dataclass(frozen=True)
-class TokenizerInfo:
-    """Metadata of a tokenizer; the harness computes the bitrate from it, never reads it typed.
-
-    Attributes:
-        name: registry name.
-        sample_rate: rate of the audio ``encode`` takes and ``decode`` returns, in Hz.
-        frame_rate: token frames per second of audio, in Hz.
-        codebook_sizes: the number of distinct ids ``C_k`` of each codebook ``k``.
-        can_decode: whether ``decode`` turns tokens back into audio.
-        layers: for SSL tokenizers, the model layer each codebook quantises.
-        feature_dim: set only for *continuous references* (no quantisation, e.g. log-mel or
-            SSL hidden states, DASB's continuous baseline row): ``encode`` then returns float
-            features ``[B, N, K, D]`` with ``K = len(layers)`` and ``D = feature_dim``,
-            ``codebook_sizes`` is empty and there is no bitrate. Such a reference runs
-            through the same task heads but is not a tokenizer for ``check-tokenizer``.
-    """
-
-    name: str
-    sample_rate: int
-    frame_rate: float
-    codebook_sizes: tuple[int, ...] = ()
-    can_decode: bool = False
-    layers: tuple[int, ...] | None = None
-    feature_dim: int | None = None
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            raise ContractError("TokenizerInfo.name is empty: give the tokenizer a name")
-        if not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
-            raise ContractError(
-                f"tokenizer {self.name!r}: sample_rate must be a positive int (Hz), "
-                f"got {self.sample_rate!r}"
-            )
-        if not (isinstance(self.frame_rate, int | float) and self.frame_rate > 0):
-            raise ContractError(
-                f"tokenizer {self.name!r}: frame_rate must be a positive number (Hz), "
-                f"got {self.frame_rate!r}"
-            )
-        if self.feature_dim is not None:
-            if self.codebook_sizes or not self.layers or self.feature_dim < 1:
-                raise ContractError(
-                    f"continuous reference {self.name!r}: give layers and a positive "
-                    f"feature_dim, and no codebook_sizes"
-                )
-            return
-        if not self.codebook_sizes or any(
-            not isinstance(c, int) or c < 2 for c in self.codebook_sizes
-        ):
-            raise ContractError(
-                f"tokenizer {self.name!r}: codebook_sizes must be a non-empty tuple of ints >= 2,"
-                f" got {self.codebook_sizes!r}"
-            )
-        if self.layers is not None and len(self.layers) != len(self.codebook_sizes):
-            raise ContractError(
-                f"tokenizer {self.name!r}: {len(self.layers)} layers but "
-                f"{len(self.codebook_sizes)} codebooks; give one layer per codebook"
-            )
-
-    @property
-    def is_continuous(self) -> bool:
-        """True for continuous references (float features, no codebooks)."""
-        return self.feature_dim is not None
-
-    @property
-    def num_codebooks(self) -> int:
-        """Number of codebooks ``K`` (layers of a continuous reference)."""
-        if self.is_continuous:
-            return len(self.layers or ())
-        return len(self.codebook_sizes)
-
-    @property
-    def bitrate(self) -> float | None:
-        """Bits per second: ``frame_rate * sum_k log2(C_k)``; None when continuous."""
-        if self.is_continuous:
-            return None
-        return float(self.frame_rate) * sum(math.log2(c) for c in self.codebook_sizes)
-
-    @property
-    def tier(self) -> str:
-        """DASB bitrate tier computed from :attr:`bitrate` (``continuous`` for references)."""
-        bitrate = self.bitrate
-        return "continuous" if bitrate is None else bitrate_tier(bitrate)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view, with the computed bitrate and tier."""
-        return {
-            "name": self.name,
-            "sample_rate": self.sample_rate,
-            "frame_rate": self.frame_rate,
-            "num_codebooks": self.num_codebooks,
-            "codebook_sizes": list(self.codebook_sizes),
-            "can_decode": self.can_decode,
-            "layers": list(self.layers) if self.layers is not None else None,
-            "feature_dim": self.feature_dim,
-            "bitrate_bps": self.bitrate,
-            "tier": self.tier,
-        }
+    from benchmark.cache import TokenSplit
+    from benchmark.data.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -269,78 +187,6 @@ class Tokenizer(abc.ABC):
         return {}
 
 
-@dataclass(frozen=True)
-class TaskInfo:
-    """Metadata of a downstream task.
-
-    Attributes:
-        name: registry name.
-        kind: family (``asr``, ``classification``, ``enhancement``, ``tts``).
-        main_metric: the metric the leaderboard ranks on.
-        corpus: the corpus recipe the task reads (``mini``, ``librispeech``, ...).
-        needs_decode: whether the task decodes tokens back to audio (generative tasks).
-    """
-
-    name: str
-    kind: str
-    main_metric: str
-    corpus: str
-    needs_decode: bool = False
-
-
-@dataclass(frozen=True)
-class MetricValue:
-    """One computed metric, with its direction, confidence interval and judge.
-
-    ``status`` is ``ok`` when ``value`` holds a number, else ``unavailable`` with a
-    ``reason``: a metric that could not be computed never becomes a default number.
-    """
-
-    name: str
-    direction: Direction
-    value: float | None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    ci_level: float | None = None
-    n: int | None = None
-    judge: Mapping[str, Any] | None = None
-    status: Literal["ok", "unavailable"] = "ok"
-    reason: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.direction not in ("higher", "lower"):
-            raise ContractError(
-                f"metric {self.name!r}: direction must be 'higher' or 'lower', "
-                f"got {self.direction!r}"
-            )
-        if self.status == "ok" and (self.value is None or not math.isfinite(self.value)):
-            raise ContractError(
-                f"metric {self.name!r}: status ok needs a finite value, got {self.value!r}; "
-                "record it with MetricValue.unavailable(...) instead"
-            )
-
-    @classmethod
-    def unavailable(cls, name: str, direction: Direction, reason: str) -> MetricValue:
-        """A metric that could not be computed, with the reason."""
-        return cls(name=name, direction=direction, value=None, status="unavailable", reason=reason)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready view."""
-        return {
-            "value": self.value,
-            "direction": self.direction,
-            "ci": (
-                None
-                if self.ci_low is None
-                else {"low": self.ci_low, "high": self.ci_high, "level": self.ci_level}
-            ),
-            "n": self.n,
-            "judge": dict(self.judge) if self.judge else None,
-            "status": self.status,
-            "reason": self.reason,
-        }
-
-
 class Metric(abc.ABC):
     """A metric over per-utterance predictions and references."""
 
@@ -348,16 +194,33 @@ class Metric(abc.ABC):
     direction: Direction
 
     @abc.abstractmethod
-    def compute(self, predictions: Sequence[Any], references: Sequence[Any]) -> MetricValue:
-        """Score predictions against references, with a confidence interval where possible."""
+    def compute(
+        self,
+        predictions: Sequence[Any],
+        references: Sequence[Any],
+        ids: Sequence[str] | None = None,
+    ) -> MetricValue:
+        """Score predictions against references, with a confidence interval where possible.
+
+        With ``ids`` (one per item), the value carries its :class:`UtteranceScores`.
+        """
 
 
 @dataclass
 class TaskOutput:
-    """What a task returns: its metrics plus extras for the record (layer weights, curves)."""
+    """What a task returns.
+
+    Attributes:
+        metrics: name -> value (each labelled with its split).
+        extras: for the record (layer weights, training curves, transcripts).
+        baselines: trivial baselines on the same test set, ``{baseline name: {metric:
+            value}}`` (chance and majority class; an empty transcript; the noisy input), so
+            a reader can tell a result from noise.
+    """
 
     metrics: dict[str, MetricValue]
     extras: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, dict[str, MetricValue]] = field(default_factory=dict)
 
 
 class Task(abc.ABC):
@@ -370,13 +233,71 @@ class Task(abc.ABC):
 
     info: TaskInfo
 
-    @abc.abstractmethod
-    def splits(self, context: BuildContext) -> Mapping[str, Any]:
-        """Prepare the task's data and return ``{split name: Manifest}``."""
+    #: Bump when a change to the task changes its results without changing its card.
+    VERSION: int = 1
 
     @abc.abstractmethod
-    def run(self, run: Any) -> TaskOutput:
-        """Train and evaluate on the cached tokens of a :class:`benchmark.runner.TaskRun`."""
+    def splits(self, context: BuildContext) -> Mapping[str, DataRef | Manifest]:
+        """The data the task needs: ``{split name: DataRef}`` (or a ready ``Manifest``).
+
+        A :class:`DataRef` names a split of a registered corpus, which the harness prepares
+        and fingerprints; a plugin task with data of its own may return a
+        :class:`~benchmark.data.manifest.Manifest` instead. Must not prepare corpora itself.
+        """
+
+    @abc.abstractmethod
+    def run(self, run: TaskRun) -> TaskOutput:
+        """Train and evaluate on the cached tokens of ``run`` (a :class:`TaskRun`)."""
+
+
+@dataclass
+class TaskRun:
+    """What a task's :meth:`Task.run` receives (built by the harness's job step).
+
+    Attributes:
+        tokenizer_info: metadata of the tokenizer whose tokens these are.
+        splits: ``{split name: TokenSplit}``, memory-mapped cached tokens with their manifest.
+        context: build context of the task (preset, device, workdir, seed).
+        seed: the job's seed.
+        device: torch device string.
+        out_dir: a folder the task may write to (checkpoints), private to this job.
+        progress: whether to show progress bars.
+        codebook_vectors: loads the tokenizer's codebook vectors ``[K, C, D]`` (or None).
+    """
+
+    tokenizer_info: TokenizerInfo
+    splits: Mapping[str, TokenSplit]
+    context: BuildContext
+    seed: int
+    device: str
+    out_dir: Path
+    progress: bool = True
+    codebook_vectors: Callable[[], torch.Tensor | None] | None = None
+
+    def embeddings(self) -> torch.Tensor | None:
+        """The tokenizer's codebook vectors ``[K, C, D]``, or None when it has none."""
+        return self.codebook_vectors() if self.codebook_vectors is not None else None
+
+
+def check_contract(kind: str, name: str, obj: Any, where: str) -> None:
+    """Raise ContractError unless ``obj`` is a concrete subclass of the kind's interface.
+
+    Args:
+        kind: ``tokenizer``, ``task`` or ``metric``.
+        name: the registered name (for the message).
+        obj: what was registered.
+        where: where it came from (for the message).
+    """
+    base = {"tokenizer": Tokenizer, "task": Task, "metric": Metric}[kind]
+    label = f"{kind} {name!r} ({where})"
+    if not (inspect.isclass(obj) and issubclass(obj, base)):
+        raise ContractError(
+            f"{label}: {obj!r} is not a subclass of benchmark.api.{base.__name__}; "
+            "register a class that implements the interface"
+        )
+    if inspect.isabstract(obj):
+        missing = ", ".join(sorted(obj.__abstractmethods__))
+        raise ContractError(f"{label}: {obj.__qualname__} does not implement {missing}")
 
 
 def construct(

@@ -6,19 +6,23 @@ On disk, one folder per entry under ``<workdir>/tokens/<tokenizer fp[:16]>/<mani
   smallest unsigned integer type that holds the largest codebook (uint8 / uint16 / uint32),
   or ``[N_i, K, D]`` float16 features for a continuous reference;
 - ``index.npz``: ``ids`` (utterance ids), ``offsets`` and ``lengths`` (frames) per utterance;
-- ``meta.json``: dtype, K, codebook sizes, both fingerprints, counts; written last.
+- ``meta.json``: dtype, K, codebook sizes, both keys, counts, and the size and sha256 of
+  ``tokens.bin``; written last.
 
-The folder is built under a temporary name and renamed into place, so a killed extraction
-leaves no entry that looks finished; the next run starts that entry again. Tokens are written
-to disk batch by batch, so memory does not grow with the corpus.
+The folder is built under a temporary name unique to the writing process and renamed into
+place (:func:`benchmark.pipeline.store.atomic_folder`), so a killed extraction leaves no entry
+that looks finished and never removes another process's live build. Tokens are written to
+disk batch by batch, so memory does not grow with the corpus. Opening an entry checks the
+size of ``tokens.bin`` every time and its sha256 once per process; a damaged entry (garbage
+bytes, truncated file, unreadable ``meta.json``) is reported and rebuilt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,7 @@ import numpy as np
 
 from benchmark.data.manifest import Manifest, Utterance
 from benchmark.errors import ContractError
+from benchmark.pipeline.store import atomic_folder
 from benchmark.profiling import release_freed_memory
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,7 +41,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from benchmark.api import Tokenizer
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 1
+#: 2: keys from the step graph (code, libraries, audio bytes) and a checksum of the tokens.
+CACHE_FORMAT = 2
+_VERIFIED: set[str] = set()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def smallest_dtype(codebook_sizes: tuple[int, ...]) -> np.dtype:
@@ -89,33 +105,60 @@ class TokenSplit:
 
 
 class TokenCache:
-    """Folders of cached tokens keyed by (tokenizer fingerprint, manifest fingerprint)."""
+    """Folders of cached tokens keyed by (encoder key, manifest key) from the step graph."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
-    def entry_dir(self, tokenizer_fp: str, manifest: Manifest) -> Path:
+    def entry_dir(self, encoder_key: str, manifest_key: str) -> Path:
         """Folder of one cache entry."""
-        return self.root / tokenizer_fp[:16] / manifest.fingerprint()[:16]
+        return self.root / encoder_key[:16] / manifest_key[:16]
 
-    def load(
-        self, tokenizer_fp: str, manifest: Manifest, codebook_sizes: tuple[int, ...]
-    ) -> TokenSplit | None:
-        """The cached split, or None when absent or written for something else."""
-        folder = self.entry_dir(tokenizer_fp, manifest)
-        meta_path = folder / "meta.json"
+    def read_meta(self, folder: Path) -> dict | None:
+        """The entry's ``meta.json``, or None when absent or unreadable (logged)."""
+        meta_path = Path(folder) / "meta.json"
         if not meta_path.is_file():
             return None
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("token cache %s: meta.json is unreadable (%s); rebuilding", folder, exc)
+            return None
+        return meta if isinstance(meta, dict) else None
+
+    def load(
+        self,
+        encoder_key: str,
+        manifest_key: str,
+        manifest: Manifest,
+        codebook_sizes: tuple[int, ...],
+        verify: bool = False,
+    ) -> TokenSplit | None:
+        """The cached split, or None when absent, written for another key, or damaged.
+
+        Args:
+            verify: hash ``tokens.bin`` even if this process verified it already.
+        """
+        folder = self.entry_dir(encoder_key, manifest_key)
+        meta = self.read_meta(folder)
+        if meta is None:
+            return None
         if (
             meta.get("format") != CACHE_FORMAT
-            or meta.get("tokenizer_fingerprint") != tokenizer_fp
-            or meta.get("manifest_fingerprint") != manifest.fingerprint()
+            or meta.get("encoder_key") != encoder_key
+            or meta.get("manifest_key") != manifest_key
         ):
             log.warning("token cache %s does not match its key; re-encoding", folder)
             return None
-        index = np.load(folder / "index.npz")
-        ids = [str(x) for x in index["ids"]]
+        if not self._intact(folder, meta, verify):
+            return None
+        try:
+            index = np.load(folder / "index.npz")
+            ids = [str(x) for x in index["ids"]]
+            offsets, lengths = index["offsets"], index["lengths"]
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("token cache %s: index is damaged (%s); rebuilding", folder, exc)
+            return None
         total = int(meta["total_frames"])
         row = (int(meta["num_codebooks"]),)
         if meta.get("feature_dim"):
@@ -128,14 +171,34 @@ class TokenCache:
         if set(ids) != {u.id for u in manifest}:
             log.warning("token cache %s misses utterances; re-encoding", folder)
             return None
-        return TokenSplit(
-            manifest, ids, index["offsets"], index["lengths"], data, codebook_sizes, folder
-        )
+        return TokenSplit(manifest, ids, offsets, lengths, data, codebook_sizes, folder)
+
+    @staticmethod
+    def _intact(folder: Path, meta: dict, verify: bool) -> bool:
+        """Size of ``tokens.bin`` always; its sha256 once per process (or when ``verify``)."""
+        path = folder / "tokens.bin"
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = -1
+        if size != meta.get("tokens_bytes"):
+            log.warning(
+                "token cache %s: tokens.bin has %d bytes, meta.json says %s; rebuilding",
+                folder, size, meta.get("tokens_bytes"),
+            )  # fmt: skip
+            return False
+        if verify or str(folder) not in _VERIFIED:
+            if file_sha256(path) != meta.get("tokens_sha256"):
+                log.warning("token cache %s: tokens.bin checksum mismatch; rebuilding", folder)
+                return False
+            _VERIFIED.add(str(folder))
+        return True
 
     def build(
         self,
         tokenizer: Tokenizer,
-        tokenizer_fp: str,
+        encoder_key: str,
+        manifest_key: str,
         manifest: Manifest,
         batches: Iterator[tuple[list[str], torch.Tensor, torch.Tensor]],
     ) -> TokenSplit:
@@ -150,16 +213,12 @@ class TokenCache:
         sizes = info.codebook_sizes
         dtype = np.dtype(np.float16) if info.is_continuous else smallest_dtype(sizes)
         row_shape = (info.num_codebooks, info.feature_dim) if info.is_continuous else None
-        folder = self.entry_dir(tokenizer_fp, manifest)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        for stale in folder.parent.glob(f".{folder.name}.*.partial"):
-            shutil.rmtree(stale, ignore_errors=True)  # left by a killed extraction
-        tmp = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
-        tmp.mkdir(parents=True)
+        folder = self.entry_dir(encoder_key, manifest_key)
         limits = None if info.is_continuous else torch.tensor(sizes, dtype=torch.int64)
         ids: list[str] = []
         lengths: list[int] = []
-        try:
+        with atomic_folder(folder) as tmp:
+            digest = hashlib.sha256()
             with (tmp / "tokens.bin").open("wb") as handle:
                 for batch_ids, wav, wav_lengths in batches:
                     with torch.inference_mode():
@@ -173,21 +232,24 @@ class TokenCache:
                         _check_tokens(info.name, tokens, token_lengths, limits, batch_ids)
                     for row, utt_id in enumerate(batch_ids):
                         n = int(token_lengths[row])
-                        handle.write(tokens[row, :n].numpy().astype(dtype).tobytes())
+                        chunk = tokens[row, :n].numpy().astype(dtype).tobytes()
+                        handle.write(chunk)
+                        digest.update(chunk)
                         ids.append(utt_id)
                         lengths.append(n)
                     del tokens, token_lengths
                     release_freed_memory()
                 handle.flush()
                 os.fsync(handle.fileno())
+                written = handle.tell()
             lengths_arr = np.asarray(lengths, dtype=np.int64)
             offsets = np.concatenate([[0], np.cumsum(lengths_arr)[:-1]]).astype(np.int64)
             np.savez(tmp / "index.npz", ids=np.asarray(ids), offsets=offsets, lengths=lengths_arr)
             meta = {
                 "format": CACHE_FORMAT,
                 "tokenizer": tokenizer.info.name,
-                "tokenizer_fingerprint": tokenizer_fp,
-                "manifest_fingerprint": manifest.fingerprint(),
+                "encoder_key": encoder_key,
+                "manifest_key": manifest_key,
                 "manifest_source": str(manifest.source) if manifest.source else None,
                 "dtype": dtype.name,
                 "num_codebooks": info.num_codebooks,
@@ -195,14 +257,12 @@ class TokenCache:
                 "feature_dim": info.feature_dim,
                 "utterances": len(ids),
                 "total_frames": int(lengths_arr.sum()),
+                "tokens_bytes": written,
+                "tokens_sha256": digest.hexdigest(),
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        split = self.load(tokenizer_fp, manifest, sizes)
+        _VERIFIED.add(str(folder))
+        split = self.load(encoder_key, manifest_key, manifest, sizes)
         if split is None:  # pragma: no cover - we just wrote it
             raise ContractError(f"token cache {folder} could not be read back")
         return split

@@ -45,6 +45,8 @@ _REQUIRED = ("name", "description", "class")
 _PRESET_KEYS = {"params": dict, "weights": (dict, type(None))}
 _WEIGHT_FORMS = ({"hub", "revision"}, {"path"})
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+#: Names become folder names of records (with a ``~<hash>`` suffix for overrides).
+MAX_NAME_LENGTH = 100
 _TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -169,6 +171,11 @@ def card_from_mapping(
     if not _NAME_RE.match(data["name"]):
         raise CardError(
             f"{where}: name {data['name']!r} must be lower case letters, digits, '.', '_' or '-'"
+        )
+    if len(data["name"]) > MAX_NAME_LENGTH:
+        raise CardError(
+            f"{where}: name {data['name'][:40]!r}... is {len(data['name'])} characters; "
+            f"names become folder names, so keep them to {MAX_NAME_LENGTH}"
         )
     if not _TARGET_RE.match(data["class"]):
         raise CardError(f"{where}: class {data['class']!r} must look like 'package.module:Class'")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m benchmark {list,run,check-tokenizer,prepare} ...``.
+"""Command line: ``python -m benchmark {list,plan,run,check-tokenizer,prepare,...} ...``.
 
 Only argparse and light modules are imported at start-up, so ``--help`` answers at once;
 torch and the models load when a command needs them. Exit codes: 0 success, 1 a run or check
@@ -11,10 +11,18 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
-from benchmark.errors import BenchmarkError, CardError, UnknownNameError, UsageError
+from benchmark.errors import (
+    BenchmarkError,
+    CardError,
+    DuplicateNameError,
+    PluginError,
+    UnknownNameError,
+    UsageError,
+)
 
 log = logging.getLogger("benchmark")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -57,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m benchmark",
         description="Benchmark discrete audio tokenizers: conformance checks, downstream tasks "
-        "(ASR, speaker ID, emotion/style, enhancement, TTS), result records and leaderboard.",
+        "(ASR, speaker ID, speaking style), vocoders, and typed result records.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -66,66 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("kind", choices=["tokenizers", "tasks", "metrics"])
     _common(listing)
 
-    run = commands.add_parser("run", help="encode, train and evaluate; write result records")
-    run.add_argument(
-        "--tokenizer",
-        action="append",
-        required=True,
-        metavar="NAME|CARD.yaml",
-        help="tokenizer name or card path (repeatable)",
+    run = commands.add_parser("run", help="plan and execute: encode, train, evaluate, record")
+    _run_options(run)
+    plan = commands.add_parser(
+        "plan", help="print the step graph of a run: each step, its key, done or to do and why"
     )
-    run.add_argument(
-        "--task",
-        action="append",
-        required=True,
-        metavar="NAME|CARD.yaml|all",
-        help="task name, card path, or 'all' (repeatable)",
-    )
-    run.add_argument("--preset", default="mini", help="mini (offline, CPU) or full")
-    run.add_argument("--seed", type=int, action="append", help="seed (repeatable; default 0)")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    run.add_argument(
-        "--results",
-        type=Path,
-        default=Path("results/runs"),
-        help="where result records go (default: results/runs)",
-    )
-    run.add_argument("--data-root", type=Path, help="folder holding real corpora (full preset)")
-    run.add_argument("--overwrite", action="store_true", help="rerun jobs whose records exist")
-    run.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="CPU threads for torch (default: 1 on CPU, where the small mini models run "
-        "fastest and a busy machine cannot stall them; torch's default on CUDA)",
-    )
-    run.add_argument(
-        "--tokenizer-param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a tokenizer card parameter, VALUE in YAML (e.g. layers=[3,7] "
-        "num_clusters=500); records go to <tokenizer>~<hash>",
-    )
-    run.add_argument(
-        "--task-param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a task card parameter (e.g. fusion=average epochs=5)",
-    )
-    run.add_argument(
-        "--corpus-scale",
-        type=float,
-        default=1.0,
-        help="shrink the synthetic mini corpus (smoke tests); default 1.0",
-    )
-    _common(run)
+    _run_options(plan)
 
     check = commands.add_parser("check-tokenizer", help="run the tokenizer conformance suite")
     check.add_argument("tokenizer", metavar="NAME|CARD.yaml")
     check.add_argument("--preset", default="mini")
     check.add_argument("--device", default="cpu")
+    check.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     _common(check)
 
     prepare = commands.add_parser("prepare", help="prepare a corpus (mini: synthesise it)")
@@ -161,7 +121,72 @@ def build_parser() -> argparse.ArgumentParser:
     _vocoder_options(study)
     study.add_argument("--out", type=Path, help="JSON of the table (default: WORKDIR/studies/)")
     _common(study)
+
+    from benchmark.leaderboard.command import add_leaderboard_parser, add_profile_parser
+
+    add_profile_parser(commands, _common)
+    add_leaderboard_parser(commands, _common)
     return parser
+
+
+def _run_options(run: argparse.ArgumentParser) -> None:
+    run.add_argument(
+        "--tokenizer",
+        action="append",
+        required=True,
+        metavar="NAME|CARD.yaml",
+        help="tokenizer name or card path (repeatable)",
+    )
+    run.add_argument(
+        "--task",
+        action="append",
+        required=True,
+        metavar="NAME|CARD.yaml|all",
+        help="task name, card path, or 'all' (repeatable)",
+    )
+    run.add_argument("--preset", default="mini", help="mini (offline, CPU) or full")
+    run.add_argument("--seed", type=int, action="append", help="seed (repeatable; default 0)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    run.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results/runs"),
+        help="where result records go (default: results/runs)",
+    )
+    run.add_argument("--data-root", type=Path, help="folder holding real corpora (full preset)")
+    run.add_argument("--overwrite", action="store_true", help="rerun jobs whose records exist")
+    run.add_argument(
+        "--fail-fast", action="store_true", help="stop at the first failed step (default: go on)"
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: 1 on CPU, where the small mini models run "
+        "fastest and a busy machine cannot stall them; torch's default on CUDA)",
+    )
+    run.add_argument(
+        "--tokenizer-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a tokenizer card parameter, VALUE in YAML (e.g. layers=[3,7] "
+        "num_clusters=500); records go to <tokenizer>~<hash>",
+    )
+    run.add_argument(
+        "--task-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a task card parameter (e.g. fusion=average epochs=5)",
+    )
+    run.add_argument(
+        "--corpus-scale",
+        type=float,
+        default=1.0,
+        help="shrink the synthetic mini corpus (smoke tests); default 1.0",
+    )
+    _common(run)
 
 
 def _vocoder_options(parser: argparse.ArgumentParser) -> None:
@@ -226,9 +251,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """Run the jobs and print one line per outcome."""
-    from benchmark.runner import RunConfig, Runner
+def _run_config(args: argparse.Namespace):
+    from benchmark.pipeline.config import RunConfig
 
     config = RunConfig(
         tokenizers=tuple(args.tokenizer),
@@ -245,10 +269,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         tokenizer_params=parse_overrides(args.tokenizer_param, "--tokenizer-param"),
         task_params=parse_overrides(args.task_param, "--task-param"),
         threads=args.threads,
+        plugins=tuple(args.plugin),
+        fail_fast=args.fail_fast,
     )
     if config.threads is None and config.resolved_device() == "cpu":
         config = dataclasses.replace(config, threads=1)
-    outcomes = Runner(config, _registries(args)).run()
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Plan and execute the jobs; print one line per outcome."""
+    from benchmark.pipeline.commands import run
+
+    config = _run_config(args)
+    outcomes = run(config, _registries(args))
     for outcome in outcomes:
         value = f"{outcome.main_metric}={outcome.value:.2f}" if outcome.value is not None else ""
         note = " (up to date, skipped)" if outcome.skipped else ""
@@ -257,45 +291,47 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{outcome.status:<11} {outcome.tokenizer} / {outcome.task} / seed {outcome.seed} "
             f"{value}{note}{error}  -> {outcome.path}"
         )
+    if "all" in config.tasks:
+        from benchmark.leaderboard.build import build_site
+
+        site = build_site(config.results_dir)
+        print(f"leaderboard: {Path(site.index).resolve()}")
     return EXIT_FAILED if any(o.status == "failed" for o in outcomes) else EXIT_OK
 
 
-def cmd_check_tokenizer(args: argparse.Namespace) -> int:
-    """Build one tokenizer and run the conformance suite on it."""
-    from benchmark.api import BuildContext, construct
-    from benchmark.conformance import check_tokenizer, failed_checks, format_results
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Print the step graph: state, key, step, and why it is to do."""
+    from benchmark.pipeline.commands import format_plan, plan
 
-    registries = _registries(args)
-    entry = registries.resolve_name("tokenizer", args.tokenizer)
+    _, graph = plan(_run_config(args), _registries(args))
+    for line in format_plan(graph):
+        print(line)
+    return EXIT_OK
+
+
+def cmd_check_tokenizer(args: argparse.Namespace) -> int:
+    """Build one tokenizer (fitted through the pipeline if it needs it) and check it."""
+    from benchmark.conformance import check_tokenizer, failed_checks, format_results
+    from benchmark.pipeline.commands import make_env, tokenizer_tokens
+    from benchmark.pipeline.config import RunConfig
+
+    config = RunConfig(
+        (args.tokenizer,), (), preset=args.preset, device=args.device, workdir=args.workdir,
+        progress=not args.quiet, threads=args.threads, plugins=tuple(args.plugin),
+    )  # fmt: skip
+    env = make_env(config, _registries(args))
+    entry = env.entry("tokenizer", args.tokenizer)
     card = entry.card.resolve(args.preset)
-    context = BuildContext(
-        preset=args.preset,
-        device=args.device,
-        workdir=args.workdir,
-        weights=card.weights,
-        progress=not args.quiet,
-    )
-    tokenizer = construct(entry.load(), card.params, context, entry.name)
+    from benchmark.pipeline.env import component_spec
+
+    tokenizer = env.tokenizer(component_spec(entry, dict(card.params), card.weights))
     if tokenizer.info.is_continuous:
         raise UsageError(
             f"{entry.name!r} is a continuous reference (features, no tokens, no bitrate): "
             "check-tokenizer checks tokenizers only"
         )
     if tokenizer.needs_fit:
-        from benchmark.runner import RunConfig, Runner
-
-        runner = Runner(
-            RunConfig(
-                (args.tokenizer,),
-                (),
-                preset=args.preset,
-                device=args.device,
-                workdir=args.workdir,
-                progress=not args.quiet,
-            ),
-            registries,
-        )
-        runner.fit_tokenizer(tokenizer, card)
+        tokenizer = tokenizer_tokens(env, args.tokenizer, {})[0]
     results = check_tokenizer(tokenizer)
     for line in format_results(results):
         print(line)
@@ -317,82 +353,44 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _vocoder_setup(args: argparse.Namespace):
-    """Runner, preset and encoded data of a vocoder command."""
-    from benchmark.runner import RunConfig, Runner
-    from benchmark.tasks.vocoder_presets import resolve_preset
-    from benchmark.tasks.vocoder_study import check_device, prepare_data
-
-    if args.steps is not None and args.steps < 1:
-        raise UsageError(f"--steps must be >= 1, got {args.steps}")
-    if args.adversarial_steps is not None and args.adversarial_steps < 0:
-        raise UsageError(f"--adversarial-steps must be >= 0, got {args.adversarial_steps}")
-    preset = resolve_preset(args.preset).replace(
-        steps=args.steps, corpus=args.corpus, adversarial_steps=args.adversarial_steps
-    )
-    config = RunConfig(
-        tokenizers=(args.tokenizer,),
-        tasks=(),
-        preset=args.preset,
-        device=check_device(args.device),
-        workdir=args.workdir,
-        data_root=args.data_root,
-        corpus_scale=args.corpus_scale,
-        progress=not args.quiet,
-    )
-    runner = Runner(config, _registries(args))
-    return runner, preset, prepare_data(runner, args.tokenizer, preset)
-
-
 def cmd_train_vocoder(args: argparse.Namespace) -> int:
-    """Train one vocoder; print where it is and its validation curve."""
-    from benchmark.tasks.vocoder_study import parse_layers, train_one
+    """Train one vocoder (see :mod:`benchmark.vocoders.commands`)."""
+    from benchmark.vocoders.commands import train_vocoder_command
 
-    runner, preset, data = _vocoder_setup(args)
-    layers = parse_layers(args.layers, data.info.num_codebooks)
-    dropout = args.layer_dropout
-    if dropout is None:
-        dropout = len(layers) == data.info.num_codebooks
-    run = train_one(
-        data, preset, layers, dropout, args.workdir, args.seed, runner.device,
-        not args.quiet, args.out, args.overwrite,
-    )  # fmt: skip
-    note = " (already trained, reused)" if run.skipped else ""
-    if run.resumed_from is not None:
-        note = f" (resumed at step {run.resumed_from})"
-    print(f"vocoder: {run.vocoder_path}{note}")
-    for record in run.history:
-        dnsmos = (record.get("dnsmos") or {}).get("value")
-        extra = f"  dnsmos {dnsmos:.2f}" if dnsmos is not None else ""
-        print(f"  step {record['step']:>6}  valid mel distance {record['mel_distance']:.4f}{extra}")
-    return EXIT_OK
+    return train_vocoder_command(args, _registries(args))
 
 
 def cmd_vocoder_study(args: argparse.Namespace) -> int:
-    """Train single-layer and scalable vocoders, print and save the mel-distance table."""
-    from benchmark.tasks.vocoder_study import format_table, run_study, write_json
+    """Single-layer vs scalable vocoders (see :mod:`benchmark.vocoders.commands`)."""
+    from benchmark.vocoders.commands import vocoder_study_command
 
-    runner, preset, data = _vocoder_setup(args)
-    study = run_study(data, preset, args.workdir, args.seed, runner.device, not args.quiet)
-    out = args.out or args.workdir / "studies" / f"vocoder-{data.tokenizer_name}-{preset.name}.json"
-    write_json(out, study)
-    print(
-        f"valid mel distance ({study['valid_utterances']} utterances, lower is better), "
-        f"tokenizer {data.tokenizer_name}, preset {preset.name}, {preset.steps} steps each:"
-    )
-    for line in format_table(study):
-        print(line)
-    print(f"({study['seconds']:.0f} s) -> {out}")
-    return EXIT_OK
+    return vocoder_study_command(args, _registries(args))
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """Build the static site from the records (see :mod:`benchmark.leaderboard`)."""
+    from benchmark.leaderboard.command import cmd_leaderboard as build
+
+    return build(args)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Encode/decode time and memory of one tokenizer, stored as a record."""
+    from benchmark.leaderboard.command import cmd_profile as profile
+
+    return profile(args)
 
 
 COMMANDS = {
     "list": cmd_list,
     "run": cmd_run,
+    "plan": cmd_plan,
     "check-tokenizer": cmd_check_tokenizer,
     "prepare": cmd_prepare,
     "train-vocoder": cmd_train_vocoder,
     "vocoder-study": cmd_vocoder_study,
+    "profile": cmd_profile,
+    "leaderboard": cmd_leaderboard,
 }
 
 
@@ -407,8 +405,12 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         return EXIT_OK if exc.code in (0, None) else EXIT_USAGE
     _setup_logging(args.debug)
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return COMMANDS[args.command](args)
+    except _Terminated:
+        print("terminated (SIGTERM): stopped cleanly; rerun to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -416,5 +418,33 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
-        usage = isinstance(exc, UsageError | UnknownNameError | CardError)
-        return EXIT_USAGE if usage else EXIT_FAILED
+        return EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_FAILED
+    except OSError as exc:  # one not wrapped by a writer: still one line with its path
+        if args.debug:
+            raise
+        print(f"error: {_os_error_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``<path>: <cause>`` (``no space left on device`` for ENOSPC), or the bare error."""
+    from benchmark.pipeline.store import describe_os_error
+
+    if exc.filename is None:
+        return describe_os_error(exc, "(unknown path)")
+    paths = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
+    return describe_os_error(exc, paths)
+
+
+#: Errors that mean the command line (or a card or plugin it names) is wrong: exit code 2.
+USAGE_ERRORS = (UsageError, UnknownNameError, CardError, PluginError, DuplicateNameError)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (temp files removed by the writers' cleanups)."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated()

@@ -27,11 +27,38 @@ from dataclasses import dataclass, field
 import torch
 
 from benchmark.api import Tokenizer, TokenizerInfo
+from benchmark.data.synthetic import synthetic_batch
+from benchmark.output_checks import CheckFailure as _Fail
+from benchmark.output_checks import describe as _describe
+from benchmark.output_checks import validate_decoded as _validate_decoded
+from benchmark.output_checks import validate_encoded as _validate_encoded
+
+__all__ = [
+    "CHECKS",
+    "CHECK_NAMES",
+    "GATE_CHECKS",
+    "SUITE_VERSION",
+    "CheckResult",
+    "check_tokenizer",
+    "failed_checks",
+    "format_results",
+    "synthetic_batch",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
-#: Durations of the synthetic batch's items, in seconds.
-PROBE_DURATIONS: tuple[float, ...] = (1.0, 0.63, 1.37)
+#: Bump when a check changes what it accepts (recorded with every conformance result).
+SUITE_VERSION = 1
+#: The fast checks ``run`` executes on one small batch before a tokenizer's first extraction.
+GATE_CHECKS: tuple[str, ...] = (
+    "metadata",
+    "encode-shape",
+    "token-range",
+    "frame-rate",
+    "determinism",
+    "padding-invariance",
+    "bitrate",
+)
 #: ``frame-rate``: allowed ``|n - T * frame_rate / sample_rate|`` is this many frames...
 FRAME_SLACK = 2.0
 #: ... plus this fraction of the expected count.
@@ -72,10 +99,6 @@ class _Skip(Exception):
     """Raised by a check that does not apply; its message is the result's detail."""
 
 
-class _Fail(Exception):
-    """Raised by a check that found a broken property; its message is the detail."""
-
-
 @dataclass
 class _Probe:
     """What the checks share: the tokenizer, its metadata, the synthetic batch, encodings.
@@ -112,105 +135,6 @@ class _Probe:
 
 
 # ---------------------------------------------------------------------- synthetic audio
-
-
-def synthetic_batch(
-    sample_rate: int, seed: int = 0, durations: Sequence[float] = PROBE_DURATIONS
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A seeded, zero-padded batch of chirps, harmonic tones and noise.
-
-    Args:
-        sample_rate: rate in Hz.
-        seed: seed of the frequencies, amplitudes and noise.
-        durations: item durations in seconds.
-
-    Returns:
-        ``wav [B, T]`` float32 in ``[-1, 1]`` and ``lengths [B]`` int64 samples.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    counts = [max(1, round(d * sample_rate)) for d in durations]
-    wav = torch.zeros(len(counts), max(counts))
-    nyquist = sample_rate / 2.0
-
-    def uniform(low: float, high: float) -> float:
-        return low + (high - low) * float(torch.rand((), generator=generator))
-
-    for b, n in enumerate(counts):
-        t = torch.arange(n, dtype=torch.float64) / sample_rate
-        duration = n / sample_rate
-        f_start, f_end = uniform(100.0, 0.1 * nyquist), uniform(0.2 * nyquist, 0.8 * nyquist)
-        chirp_phase = 2 * math.pi * (f_start * t + (f_end - f_start) * t**2 / (2 * duration))
-        signal = 0.3 * torch.sin(chirp_phase)
-        f0 = uniform(90.0, 300.0)
-        for harmonic in range(1, 8):
-            if harmonic * f0 < nyquist:
-                signal += (0.2 / harmonic) * torch.sin(2 * math.pi * harmonic * f0 * t)
-        envelope = 0.5 + 0.5 * torch.sin(2 * math.pi * uniform(1.0, 4.0) * t) ** 2
-        noise = torch.randn(n, generator=generator, dtype=torch.float64)
-        signal = envelope * signal + uniform(0.01, 0.05) * noise
-        wav[b, :n] = (signal / max(1.0, float(signal.abs().max()))).to(torch.float32)
-    return wav, torch.tensor(counts, dtype=torch.int64)
-
-
-# ---------------------------------------------------------------------- output validation
-
-
-def _describe(value: object) -> str:
-    """``tensor int64 [2, 3]`` or the type name, for details."""
-    if isinstance(value, torch.Tensor):
-        return f"tensor {str(value.dtype).removeprefix('torch.')} {list(value.shape)}"
-    return type(value).__name__
-
-
-def _validate_encoded(
-    out: object, batch: int, num_codebooks: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check encode's return value against the contract; CPU copies or :class:`_Fail`."""
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise _Fail(f"encode must return a tuple (tokens, token_lengths), got {_describe(out)}")
-    tokens, token_lengths = out
-    if not isinstance(tokens, torch.Tensor):
-        raise _Fail(f"tokens must be a torch.Tensor, got {_describe(tokens)}")
-    if not isinstance(token_lengths, torch.Tensor):
-        raise _Fail(f"token_lengths must be a torch.Tensor, got {_describe(token_lengths)}")
-    if tokens.dtype != torch.int64:
-        raise _Fail(f"tokens must be int64, got {_describe(tokens)}")
-    if tokens.ndim != 3 or tokens.shape[0] != batch or tokens.shape[2] != num_codebooks:
-        raise _Fail(f"tokens must be [B={batch}, N, K={num_codebooks}], got {_describe(tokens)}")
-    if token_lengths.dtype != torch.int64 or token_lengths.shape != (batch,):
-        raise _Fail(f"token_lengths must be int64 [B={batch}], got {_describe(token_lengths)}")
-    tokens, token_lengths = tokens.detach().cpu(), token_lengths.detach().cpu()
-    frames = tokens.shape[1]
-    bad = [int(n) for n in token_lengths if not 0 <= int(n) <= frames]
-    if bad:
-        raise _Fail(f"token_lengths {token_lengths.tolist()} must lie in [0, N={frames}]")
-    return tokens, token_lengths
-
-
-def _validate_decoded(out: object, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check decode's return value against the contract; CPU copies or :class:`_Fail`."""
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise _Fail(f"decode must return a tuple (wav, lengths), got {_describe(out)}")
-    wav, lengths = out
-    if not isinstance(wav, torch.Tensor) or not wav.is_floating_point():
-        raise _Fail(f"decoded wav must be a float tensor, got {_describe(wav)}")
-    if wav.ndim != 2 or wav.shape[0] != batch:
-        raise _Fail(f"decoded wav must be [B={batch}, T], got {_describe(wav)}")
-    if (
-        not isinstance(lengths, torch.Tensor)
-        or lengths.is_floating_point()
-        or lengths.is_complex()
-        or lengths.shape != (batch,)
-    ):
-        raise _Fail(
-            f"decoded lengths must be an integer tensor [B={batch}], got {_describe(lengths)}"
-        )
-    wav, lengths = wav.detach().cpu(), lengths.detach().cpu()
-    if not bool(torch.isfinite(wav).all()):
-        raise _Fail(f"decoded wav holds {int((~torch.isfinite(wav)).sum())} non-finite samples")
-    if any(not 0 <= int(n) <= wav.shape[1] for n in lengths):
-        raise _Fail(f"decoded lengths {lengths.tolist()} must lie in [0, T={wav.shape[1]}]")
-    return wav, lengths
 
 
 # ---------------------------------------------------------------------- the checks
@@ -487,7 +411,11 @@ CHECK_NAMES: tuple[str, ...] = tuple(check.name for check in CHECKS)
 
 
 def check_tokenizer(
-    tokenizer: Tokenizer, seed: int = 0, *, tolerance: float = 0.0
+    tokenizer: Tokenizer,
+    seed: int = 0,
+    *,
+    tolerance: float = 0.0,
+    only: Sequence[str] | None = None,
 ) -> list[CheckResult]:
     """Run every conformance check on a tokenizer.
 
@@ -503,10 +431,20 @@ def check_tokenizer(
     """
     if not (isinstance(tolerance, int | float) and 0.0 <= tolerance <= 1.0):
         raise ValueError(f"check_tokenizer: tolerance must lie in [0, 1], got {tolerance!r}")
+    if only is not None:
+        unknown = sorted(set(only) - set(CHECK_NAMES))
+        if unknown:
+            raise ValueError(f"check_tokenizer: unknown checks {unknown}; known: {CHECK_NAMES}")
     probe = _Probe(tokenizer=tokenizer, seed=seed, tolerance=tolerance)
     results = []
     for check in CHECKS:
-        missing = [name for name in check.requires if probe.outcomes[name].status != "PASS"]
+        if only is not None and check.name not in only:
+            continue
+        missing = [
+            name
+            for name in check.requires
+            if name in probe.outcomes and probe.outcomes[name].status != "PASS"
+        ]
         start = time.perf_counter()
         if missing:
             result = CheckResult(

@@ -1,15 +1,18 @@
-"""Wall time and memory of a step: seconds, peak resident memory, peak CUDA memory."""
+"""Wall time and memory: of a pipeline step (:class:`Profile`) and of one call measured
+after warm-up (:func:`measure_call`: median of timed runs, the call's own memory peak)."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import resource
+import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if sys.platform.startswith("linux") else None
@@ -67,3 +70,132 @@ class Profile:
             "peak_rss_mib": round(self.peak_rss_mib, 1),
             "peak_cuda_mib": {k: round(v, 1) for k, v in self.peak_cuda_mib.items()},
         }
+
+
+# --- measuring one call: wall time (CUDA synchronised) and the call's own memory peak -------
+
+
+def sync(device: str) -> None:
+    """Wait for queued CUDA work on ``device`` (no-op on CPU), so wall times are real."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(torch.device(device))
+
+
+def timed(fn: Callable[[], Any], device: str) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds of this process)`` of one call of ``fn``, synchronised."""
+    sync(device)
+    start, cpu = time.perf_counter(), time.process_time()
+    fn()
+    sync(device)
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def rss_mib(field: str = "VmRSS") -> float | None:
+    """``VmRSS`` (current) or ``VmHWM`` (peak) resident memory from ``/proc``, in MiB.
+
+    Returns None where ``/proc/self/status`` does not exist (not Linux).
+    """
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (Linux ``clear_refs`` 5); False when unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class CallMeasurement:
+    """Timed runs of one call after warm-up, and the memory peak each run added.
+
+    Attributes:
+        wall_s: wall seconds of each timed run (CUDA synchronised before and after).
+        cpu_s: CPU seconds of this process in each run.
+        peak_mib: per run, the peak memory the call added above what was allocated before
+            it, in MiB: the CUDA allocator's peak (reset before the run) minus the memory
+            allocated at its start on GPU; the peak RSS (reset before the run) minus the RSS
+            at its start on CPU. None when it cannot be measured (``peak_reason`` says why).
+        peak_kind: ``cuda-allocator`` or ``rss-delta``.
+    """
+
+    wall_s: list[float]
+    cpu_s: list[float]
+    peak_mib: list[float] | None
+    peak_kind: str
+    peak_reason: str | None = None
+
+    @property
+    def median_s(self) -> float:
+        """Median wall seconds over the timed runs."""
+        return statistics.median(self.wall_s)
+
+    @property
+    def max_peak_mib(self) -> float | None:
+        """The largest per-run memory peak, in MiB."""
+        return max(self.peak_mib) if self.peak_mib else None
+
+
+def measure_call(
+    fn: Callable[[], Any], device: str, runs: int = 5, warmup: int = 1
+) -> CallMeasurement:
+    """Run ``fn`` ``warmup`` times untimed, then ``runs`` times timed, each with its own peak.
+
+    Args:
+        fn: the call to measure (its result is dropped before the next run).
+        device: ``cpu`` or ``cuda[:N]``: where the call's work runs.
+        runs: timed runs (>= 1).
+        warmup: untimed runs first (caches, lazy initialisation, cuDNN autotuning).
+
+    Raises:
+        ValueError: ``runs < 1`` or ``warmup < 0``.
+    """
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"measure_call: runs must be >= 1 and warmup >= 0, got {runs}, {warmup}")
+    cuda = str(device).startswith("cuda")
+    for _ in range(warmup):
+        fn()
+        sync(device)
+    walls: list[float] = []
+    cpus: list[float] = []
+    peaks: list[float] = []
+    reason = None
+    for _ in range(runs):
+        release_freed_memory()
+        if cuda:
+            import torch
+
+            dev = torch.device(device)
+            torch.cuda.synchronize(dev)
+            before = torch.cuda.memory_allocated(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
+        else:
+            before = rss_mib("VmRSS")
+            if before is None or not reset_peak_rss():
+                reason = "peak RSS cannot be reset here (needs Linux /proc/self/clear_refs)"
+        wall, cpu = timed(fn, device)
+        walls.append(wall)
+        cpus.append(cpu)
+        if cuda:
+            peaks.append((torch.cuda.max_memory_allocated(dev) - before) / 2**20)
+        elif reason is None:
+            peak = rss_mib("VmHWM")
+            peaks.append(max(0.0, (peak or 0.0) - before))
+    return CallMeasurement(
+        wall_s=walls,
+        cpu_s=cpus,
+        peak_mib=None if reason else peaks,
+        peak_kind="cuda-allocator" if cuda else "rss-delta",
+        peak_reason=reason,
+    )

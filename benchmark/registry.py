@@ -12,7 +12,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
-import inspect
+import importlib.util
+import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -20,7 +22,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from benchmark.cards import Card, card_from_mapping, load_card
-from benchmark.errors import DuplicateNameError, PluginError, UnknownNameError
+from benchmark.errors import (
+    BenchmarkError,
+    ContractError,
+    DuplicateNameError,
+    PluginError,
+    UnknownNameError,
+)
+from benchmark.plugins import REGISTRATIONS, Registration
+
+log = logging.getLogger(__name__)
 
 Kind = Literal["tokenizer", "task", "metric"]
 KINDS: tuple[Kind, ...] = ("tokenizer", "task", "metric")
@@ -30,7 +41,13 @@ ENTRY_POINT_GROUPS: dict[Kind, str] = {
     "metric": "benchmark.metrics",
 }
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CARD_DIRS: dict[Kind, Path] = {"tokenizer": REPO_ROOT / "tokenizers", "task": REPO_ROOT / "tasks"}
+#: Built-in cards ship inside the package (a wheel install has them all); the top-level
+#: ``tokenizers/`` and ``tasks/`` folders of a checkout link to these folders.
+BUILTIN_CARDS = Path(__file__).resolve().parent / "builtin_cards"
+CARD_DIRS: dict[Kind, Path] = {
+    "tokenizer": BUILTIN_CARDS / "tokenizers",
+    "task": BUILTIN_CARDS / "tasks",
+}
 
 #: Built-in metrics, registered lazily as "module:attr" strings.
 BUILTIN_METRICS: dict[str, tuple[str, str]] = {
@@ -118,16 +135,10 @@ def check_contract(kind: Kind, name: str, obj: Any, source: Source) -> None:
     """Raise PluginError unless ``obj`` is a concrete subclass of the kind's interface."""
     from benchmark import api
 
-    base = {"tokenizer": api.Tokenizer, "task": api.Task, "metric": api.Metric}[kind]
-    where = f"{kind} {name!r} ({source.describe()})"
-    if not (inspect.isclass(obj) and issubclass(obj, base)):
-        raise PluginError(
-            f"{where}: {obj!r} is not a subclass of benchmark.api.{base.__name__}; "
-            "register a class that implements the interface"
-        )
-    if inspect.isabstract(obj):
-        missing = ", ".join(sorted(obj.__abstractmethods__))
-        raise PluginError(f"{where}: {obj.__qualname__} does not implement {missing}")
+    try:
+        api.check_contract(kind, name, obj, source.describe())
+    except ContractError as exc:
+        raise PluginError(str(exc)) from None
 
 
 class Registry:
@@ -185,7 +196,12 @@ class Registries:
         """Register the card at ``path`` (a built-in card or one passed on the command line)."""
         card = load_card(path)
         path = Path(path).resolve()
-        location = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+        if route == "builtin" and path.is_relative_to(BUILTIN_CARDS):
+            location: Path | str = path.relative_to(BUILTIN_CARDS)
+        elif path.is_relative_to(REPO_ROOT):
+            location = path.relative_to(REPO_ROOT)
+        else:
+            location = path
         source = Source(route, str(location), card.sha256)  # type: ignore[arg-type]
         entry = Entry(card.name, kind, source, card.description, card.target, card=card)
         self.of(kind).add(entry)
@@ -241,16 +257,105 @@ def build_registries(plugin_files: list[Path] | tuple[Path, ...] = ()) -> Regist
     Raises:
         CardError, DuplicateNameError, PluginError: a bad card, name clash or broken plugin.
     """
-    from benchmark import plugins
-
     registries = Registries()
     _register_builtins(registries)
     _register_entry_points(registries)
     for path in plugin_files:
-        plugins.load_plugin_file(Path(path), registries)
+        load_plugin_file(Path(path), registries)
     return registries
 
 
 def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+#: Plugin files imported in this process: (path, sha256) -> (module name, registrations).
+_LOADED: dict[tuple[str, str], tuple[str, list[Registration]]] = {}
+
+
+def _plugin_module_name(path: Path, digest: str) -> str:
+    """The file's stem when that names no other module, else a unique private name.
+
+    Importing a plugin under its stem lets a card say ``class: my_plugin:MyTokenizer``.
+    """
+    stem = path.stem
+    if stem.isidentifier():
+        loaded = sys.modules.get(stem)
+        if loaded is not None:
+            if Path(getattr(loaded, "__file__", "") or "").resolve() == path:
+                return stem
+        else:
+            try:
+                spec = importlib.util.find_spec(stem)
+            except (ImportError, ValueError):
+                spec = None
+            if spec is None or Path(spec.origin or "").resolve() == path:
+                return stem
+    log.debug("plugin %s imported as benchmark_plugin_%s (%r names another module)", path,
+              digest[:16], stem)  # fmt: skip
+    return f"benchmark_plugin_{digest[:16]}"
+
+
+def _import_plugin(path: Path, digest: str) -> list[Registration]:
+    """Import a plugin file once per content; return the registrations it made."""
+    cached = _LOADED.get((str(path), digest))
+    if cached is not None:
+        return cached[1]
+    module_name = _plugin_module_name(path, digest)
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"plugin file {path} cannot be loaded as Python")
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.append(folder)  # appended: siblings import, installed modules still win
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    start = len(REGISTRATIONS)
+    try:
+        spec.loader.exec_module(module)
+    except BenchmarkError:
+        sys.modules.pop(module_name, None)
+        del REGISTRATIONS[start:]
+        raise
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        del REGISTRATIONS[start:]
+        raise PluginError(
+            f"plugin file {path} raised {type(exc).__name__}: {exc}; fix the file"
+        ) from exc
+    made = REGISTRATIONS[start:]
+    _LOADED[(str(path), digest)] = (module_name, made)
+    return made
+
+
+def load_plugin_file(path: Path, registries: Registries) -> Source:
+    """Import a plugin file and register what it registers, with the file as the source.
+
+    Raises:
+        PluginError: the file is missing, raises while imported, or registers a class that
+            does not implement its interface.
+        DuplicateNameError: a name is already registered.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise PluginError(f"plugin file {path} does not exist; check the --plugin path")
+    digest = file_sha256(path)
+    source = Source("file", str(path), digest)
+    for made in _import_plugin(path, digest):
+        check_contract(made.kind, made.name, made.obj, source)
+        card = None
+        if made.kind != "metric":
+            mapping: dict[str, Any] = {
+                "name": made.name,
+                "description": made.description,
+                "class": f"{made.obj.__module__}:{made.obj.__qualname__}",
+                "params": dict(made.params or {}),
+            }
+            if made.presets:
+                mapping["presets"] = dict(made.presets)
+            where = f"{path} register_{made.kind}({made.name!r})"
+            card = card_from_mapping(mapping, where=where)
+        entry = Entry(made.name, made.kind, source, made.description, made.obj, card=card)
+        registries.of(made.kind).add(entry)
+    return source

@@ -47,6 +47,7 @@ from benchmark.api import BuildContext, FitData
 from benchmark.conformance import synthetic_batch
 from benchmark.models.kmeans import KMeansQuantizer
 from benchmark.models.ssl_features import SSLLayerExtractor
+from benchmark.profiling import reset_peak_rss, rss_mib, timed
 from benchmark.tokenizers.discrete_ssl import DiscreteSSLTokenizer
 
 log = logging.getLogger("bench_ssl_encode")
@@ -92,20 +93,6 @@ def wavlm_large_folder(root: Path, seed: int = 0) -> Path:
     return folder
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def timed(fn, device: str) -> tuple[float, float]:
-    """``(wall seconds, CPU seconds of this process)`` of one call."""
-    sync(device)
-    start, cpu = time.perf_counter(), time.process_time()
-    fn()
-    sync(device)
-    return time.perf_counter() - start, time.process_time() - cpu
-
-
 def random_quantizers(
     tokenizer: DiscreteSSLTokenizer, k: int, seed: int = 1
 ) -> list[KMeansQuantizer]:
@@ -143,12 +130,8 @@ def speechbrain_discrete_ssl(folder: Path, quantizers, layers, device: str, scra
     model.device = device
     model.ssl_model = ssl
     model.check_if_input_is_compatible(list(layers), quantizers[0].n_clusters)
+    # float64 centres (our float32 centroids, widened exactly), as DiscreteSSL.encode needs
     model.kmeans_models = [joblib.load(f) for f in files]
-    for kmeans in model.kmeans_models:
-        # speechbrain hands predict() a torch tensor, which scikit-learn (1.9) converts to
-        # float64; predict then needs float64 centres (as in speechbrain's released files).
-        # The values are the same float32 centroids, widened exactly.
-        kmeans.cluster_centers_ = kmeans.cluster_centers_.astype("float64")
     model.ssl_layer_ids = tuple(layers)
     model.num_clusters = tuple(q.n_clusters for q in quantizers)
     model.vocabularies = [m.cluster_centers_ for m in model.kmeans_models]
@@ -290,23 +273,6 @@ def make_corpus(folder: Path, count: int, seed: int = 0):
     return read_manifest(manifest_path)
 
 
-def rss_mib(field: str) -> float:
-    """``VmRSS`` (current) or ``VmHWM`` (peak) of this process from /proc, in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS counter (Linux ``clear_refs`` 5); False when unsupported."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 def memory_worker(args: argparse.Namespace) -> None:
     """Subprocess body: extract tokens of a corpus, print peak RSS (MiB) as JSON."""
     from benchmark.cache import TokenCache
@@ -323,7 +289,7 @@ def memory_worker(args: argparse.Namespace) -> None:
 
     tokenizer.fit(FitData("synthetic", fit_batches, 3), fit_dir)
     tokenizer.load_fitted(fit_dir)
-    before = rss_mib("VmRSS")
+    before = rss_mib("VmRSS") or 0.0
     reset = reset_peak_rss()  # so the peak is the extraction's, not the imports'
     start = time.perf_counter()
     split = TokenCache(args.workdir / "mem-tokens").build(

@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
 # Set-up on a fresh Debian machine, idempotent: espeak-ng from Debian's packages, then a
-# virtual environment at .venv with the pinned dependencies (torch/torchaudio 2.11) and the
-# harness installed in editable mode. `--dev` adds the test and lint tools.
-# A second call with unchanged pyproject.toml does nothing.
+# virtual environment at .venv with the exact versions of requirements.lock (torch/torchaudio
+# 2.11.0 and everything they and the harness pull in) and the harness itself, editable and
+# with --no-deps, so every install gets the same versions.
+#   scripts/install.sh                  runtime dependencies (requirements.lock)
+#   scripts/install.sh --dev            also the test/lint/build tools (requirements-dev.lock)
+#   scripts/install.sh --refresh-lock   resolve pyproject.toml afresh (newest versions its
+#                                       bounds allow), install that, rewrite both lock files
+# A second call with unchanged pyproject.toml and lock files does nothing (a --dev install
+# also satisfies a plain one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras=""
-if [ "${1:-}" = "--dev" ]; then extras="[dev]"; fi
+dev=0
+refresh=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1 ;;
+    --refresh-lock) refresh=1 ;;
+    *) echo "usage: scripts/install.sh [--dev] [--refresh-lock]" >&2; exit 2 ;;
+  esac
+done
 
 if ! command -v espeak-ng >/dev/null 2>&1; then
   echo "installing espeak-ng (Debian package)" >&2
@@ -20,21 +33,53 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
   fi
 fi
 
+# --dev: Debian's chromium and chromedriver for the leaderboard's browser test (selenium
+# drives the system browser; nothing downloads a browser of its own)
+if [ "$dev" = "1" ] && ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }; then
+  echo "installing chromium and chromium-driver (Debian packages)" >&2
+  sudo_=""
+  if [ "$(id -u)" != "0" ]; then sudo_="sudo"; fi
+  $sudo_ apt-get update -qq
+  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
 python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null 2>&1 || python=python3
 if [ ! -x .venv/bin/python ]; then
   echo "creating .venv with $("$python" --version)" >&2
   "$python" -m venv .venv
 fi
+pip=(.venv/bin/python -m pip)
+
+if [ "$refresh" = "1" ]; then
+  echo "resolving pyproject.toml afresh and rewriting requirements.lock / requirements-dev.lock" >&2
+  "${pip[@]}" install -q --upgrade pip
+  "${pip[@]}" install -q --upgrade --upgrade-strategy eager -e ".[dev]"
+  .venv/bin/python -m benchmark.lockfile
+  dev=1
+fi
+
+for lock in requirements.lock requirements-dev.lock; do
+  if [ ! -f "$lock" ]; then
+    echo "$lock is missing; restore it from git or write it with scripts/install.sh --refresh-lock" >&2
+    exit 1
+  fi
+done
 
 stamp=".venv/.install-stamp"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)${extras}"
+plain="$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)"
+with_dev="$(cat pyproject.toml requirements.lock requirements-dev.lock | sha256sum | cut -d' ' -f1)[dev]"
+if [ "$dev" = "1" ]; then want="$with_dev"; else want="$plain"; fi
 have=""
 if [ -f "$stamp" ]; then have="$(cat "$stamp")"; fi
 # a --dev install also satisfies a plain one
-if [ "$have" != "$want" ] && [ "$have" != "${want}[dev]" ]; then
-  echo "installing Python dependencies into .venv (first time: a few minutes)" >&2
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".${extras}"
+if [ "$have" != "$want" ] && [ "$have" != "$with_dev" ]; then
+  echo "installing the locked Python dependencies into .venv (first time: a few minutes)" >&2
+  "${pip[@]}" install -q --upgrade pip
+  locks=(-r requirements.lock)
+  extras=""
+  if [ "$dev" = "1" ]; then locks+=(-r requirements-dev.lock); extras="[dev]"; fi
+  "${pip[@]}" install -q "${locks[@]}"
+  "${pip[@]}" install -q --no-deps -e ".${extras}"
   echo "$want" > "$stamp"
 fi

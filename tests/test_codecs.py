@@ -12,8 +12,10 @@ from benchmark.api import BuildContext, construct
 from benchmark.conformance import check_tokenizer, failed_checks, format_results, synthetic_batch
 from benchmark.data.resampling import resampled_length, to_rate
 from benchmark.errors import WeightsUnavailableError
+from benchmark.pipeline.config import RunConfig
+from benchmark.pipeline.env import StepEnv
+from benchmark.pipeline.plan import Planner
 from benchmark.registry import build_registries
-from benchmark.runner import RunConfig, Runner
 from benchmark.tokenizers.codec_loading import FAMILIES, load_codec, tiny_codec_dir
 from benchmark.tokenizers.codecs import CodecError, CodecTokenizer
 
@@ -182,16 +184,19 @@ def test_extraction_variants_keep_leading_codebooks_of_one_extraction(registries
     assert torch.equal(mine, shared[:, :, :kept]), "residual prefix property broken"
 
 
-def test_runner_shares_one_extraction_across_encodec_bitrates(registries, tmp_path):
+def test_planner_shares_one_extraction_across_encodec_bitrates(registries, tmp_path):
     config = RunConfig(tokenizers=(), tasks=(), workdir=tmp_path, device="cpu", progress=False)
-    runner = Runner(config, registries)
-    low = runner.prepare_tokenizer("encodec-1.5kbps")
-    mid = runner.prepare_tokenizer("encodec-6kbps")
-    top = runner.prepare_tokenizer("encodec-24kbps")
-    assert (low.kept_codebooks, mid.kept_codebooks, top.kept_codebooks) == (2, 8, 32)
-    assert low.extractor.info.num_codebooks == 32
-    assert top.extractor is top.tokenizer  # the full card encodes for itself...
-    assert low.fingerprint == mid.fingerprint == top.fingerprint  # ...into the shared cache
+    planner = Planner(StepEnv(config, registries))
+    toks = [
+        planner._tokenizer(registries.tokenizer.get(name))
+        for name in ("encodec-1.5kbps", "encodec-6kbps", "encodec-24kbps")
+    ]
+    low, mid, top = toks
+    assert (low.kept, mid.kept, top.kept) == (2, 8, 32)
+    assert low.encoder_spec["params"]["num_codebooks"] == 32
+    assert low.encoder_key == mid.encoder_key == top.encoder_key  # one shared cache...
+    assert len({low.key, mid.key, top.key}) == 3  # ...but three tokenizers with own results
+    assert low.gate_id == mid.gate_id == top.gate_id  # the gate checks the shared encoder
 
 
 def test_decode_subsets_must_be_leading_prefixes(workdir):

@@ -407,7 +407,7 @@ def test_cached_hub_weights_load_offline_through_the_hub_route(workdir, tmp_path
 
 def test_decode_through_a_scalable_vocoder_named_by_the_card(fitted, workdir, tmp_path):
     from benchmark.conformance import check_tokenizer, failed_checks, format_results
-    from benchmark.models.vocoder import ScalableVocoder, VocoderConfig, save_vocoder
+    from benchmark.vocoders.model import ScalableVocoder, VocoderConfig, save_vocoder
 
     tokenizer, out = fitted
     with pytest.raises(NotImplementedError, match="train-vocoder --tokenizer t"):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from benchmark.api import TokenizerInfo
+from benchmark.errors import ContractError
 from benchmark.models.bilstm import MaskedBiLSTM, reverse_within_lengths
 from benchmark.models.embeddings import MultiCodebookEmbedding
 from benchmark.models.frontend import FeatureFrontEnd, TokenFrontEnd, build_frontend
@@ -138,3 +139,30 @@ def test_character_vocabulary_and_greedy_ctc_decoding():
     path = [blank, 9, 9, blank, 2, 2, 2, blank, 6, blank]
     assert vocabulary.greedy_decode(path) == "tag"
     assert vocabulary.greedy_decode([9, blank, 9]) == "tt"
+
+
+def test_out_of_range_ids_are_refused_where_tokens_enter_a_head():
+    embedding = MultiCodebookEmbedding([4, 3], dim=8)
+    mask = torch.tensor([[True, True, False]])
+    tokens = torch.tensor([[[3, 2], [0, 1], [9, 9]]])  # the padded frame may hold anything
+    embedding(tokens, mask)
+    for (frame, k, value), shown in (((1, 1, 3), "[0, 3)"), ((0, 0, 5), "[0, 4)")):
+        bad = tokens.clone()
+        bad[0, frame, k] = value  # C_k would read the padding row, C_k + 1 the next codebook
+        with pytest.raises(ContractError, match=rf"codebook {k} holds token id {value}, ") as exc:
+            embedding(bad, mask)
+        assert shown in str(exc.value) and "\n" not in str(exc.value)
+    negative = tokens.clone()
+    negative[0, 0, 1] = -1
+    with pytest.raises(ContractError, match="codebook 1 holds token id -1"):
+        embedding(negative, mask)
+    with pytest.raises(ContractError, match="codebook 0 holds token id 9"):
+        embedding(tokens)  # without a mask every frame counts
+    frontend = TokenFrontEnd([4, 3], dim=8, fusion="average")
+    with pytest.raises(ContractError, match="codebook 1 holds token id 3"):
+        frontend(torch.tensor([[[0, 3]]]), torch.tensor([[True]]))
+    # the vocoder's absent id C_k is accepted only when asked for
+    absent = torch.tensor([[[4, 3]]])
+    assert embedding(absent, absent_ok=True).shape == (1, 1, 2, 8)
+    with pytest.raises(ContractError, match=r"codebook 0 holds token id 5, outside .*\[0, 4\]"):
+        embedding(absent + torch.tensor([1, 0]), absent_ok=True)

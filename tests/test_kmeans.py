@@ -205,9 +205,18 @@ def test_speechbrain_export_round_trip(tmp_path, small_quantizer) -> None:
     assert path.name == "mini_wavlm_k12_L7.pt"
     estimator = joblib.load(path)  # what speechbrain's DiscreteSSL does
     assert isinstance(estimator, MiniBatchKMeans)
-    np.testing.assert_array_equal(estimator.cluster_centers_, quantizer.centroids.numpy())
+    assert estimator.cluster_centers_.dtype == np.float64  # what DiscreteSSL's predict needs
+    np.testing.assert_array_equal(estimator.cluster_centers_, quantizer.centroids.double().numpy())
     fresh = torch.randn(5000, 16, generator=torch.Generator().manual_seed(9)) * 4
-    np.testing.assert_array_equal(estimator.predict(fresh.numpy()), quantizer.predict(fresh))
+    # DiscreteSSL.encode hands predict a float32 torch tensor (scikit-learn makes it float64)
+    np.testing.assert_array_equal(estimator.predict(fresh), quantizer.predict(fresh))
+    single = export_sb_quantizer(
+        quantizer, tmp_path / "f32", data="mini", encoder="wavlm", center_dtype="float32"
+    )
+    wrapper_style = joblib.load(single)  # speechbrain's MiniBatchKMeansSklearn: numpy float32
+    np.testing.assert_array_equal(wrapper_style.predict(fresh.numpy()), quantizer.predict(fresh))
+    with pytest.raises(QuantizerError, match="center_dtype"):
+        export_sb_quantizer(quantizer, tmp_path, data="mini", encoder="wavlm", center_dtype="f16")
     back = import_sb_quantizer(path, expect_encoder="wavlm", expect_layer=7)
     assert torch.equal(back.centroids, quantizer.centroids)
 

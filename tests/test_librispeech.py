@@ -117,11 +117,9 @@ def test_manifest_contents(corpus, tmp_path, split):
     for utterance in manifest:
         speaker, text, n = expected[split][utterance.id]
         path = Path(utterance.path)
-        assert path.is_absolute() and path.is_file()
-        assert path == (root / "LibriSpeech" / split).resolve() / speaker / path.parent.name / (
-            f"{utterance.id}.flac"
-        )
-        assert manifest.audio_path(utterance) == path
+        assert not path.is_absolute() and manifest.audio_path(utterance).is_file()
+        assert path == Path(split) / speaker / path.parent.name / f"{utterance.id}.flac"
+        assert manifest.audio_path(utterance) == (root / "LibriSpeech").resolve() / path
         assert abs(utterance.duration - n / RATE) < 1e-3
         assert utterance.sample_rate == RATE
         assert utterance.speaker == speaker
@@ -301,7 +299,9 @@ def test_asr_task_splits(corpus, tmp_path):
         test_splits=["test-clean"],
     )
     context = BuildContext(preset="full", workdir=tmp_path / "work", data_root=root, progress=False)
-    splits = task.splits(context)
+    from benchmark.data.corpora import resolve_data
+
+    splits = {key: resolve_data(ref, context) for key, ref in task.splits(context).items()}
     assert set(splits) == {"train", "valid", "test:test-clean"}
     for key, split in [("train", "train-clean-100"), ("valid", "dev-clean")]:
         assert [u.id for u in splits[key]] == sorted(expected[split])
@@ -319,3 +319,37 @@ def test_train_960_is_the_union_of_its_splits(corpus, tmp_path, monkeypatch):
     assert [u.id for u in union] == sorted(expected["train-clean-100"]) + sorted(
         expected["dev-clean"]
     )
+
+
+def test_transcript_with_non_utf8_bytes_names_file_and_line(corpus, tmp_path):
+    root, _ = corpus
+    trans = _chapter(root) / "103-1240.trans.txt"
+    lines = trans.read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b"NOBODY", b"NOB\xd8DY")  # a Latin-1 byte
+    trans.write_bytes(b"\n".join(lines))
+    with pytest.raises(DataError, match="not UTF-8") as info:
+        librispeech_manifest(root, "train-clean-100", tmp_path / "cache", progress=False)
+    message = str(info.value)
+    assert f"{trans.resolve()}:2" in message and "\n" not in message and "0xd8" in message
+
+
+@pytest.mark.parametrize("damage", ["cut", "edit", "no-sidecar"])
+def test_cached_manifest_cut_short_is_rebuilt_with_a_warning(corpus, tmp_path, damage, caplog):
+    root, _ = corpus
+    cache = tmp_path / "cache"
+    first = librispeech_manifest(root, "train-clean-100", cache, progress=False)
+    (written,) = _cache_files(cache)
+    data = written.read_bytes()
+    if damage == "cut":  # a whole number of lines, so the file still parses
+        written.write_bytes(b"\n".join(data.split(b"\n")[:4]) + b"\n")
+    elif damage == "edit":
+        written.write_bytes(data.replace(b"morning", b"evening", 1))
+    else:
+        written.with_name(written.name + ".meta.json").unlink()
+    with caplog.at_level("WARNING"):
+        second = librispeech_manifest(root, "train-clean-100", cache, progress=False)
+    assert len(second) == len(first) == 10
+    assert second.utterances == first.utterances
+    assert written.read_bytes() == data
+    assert any("rebuilding cached manifest" in r.getMessage() and str(written) in r.getMessage()
+               for r in caplog.records)  # fmt: skip

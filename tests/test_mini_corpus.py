@@ -187,15 +187,17 @@ def test_interrupted_build_leaves_nothing_that_looks_complete(tmp_path, monkeypa
     monkeypatch.setattr(mini, "mix_job", killed)
     with pytest.raises(KeyboardInterrupt):
         prepare_mini(tmp_path, TINY, progress=False)
-    assert list(tmp_path.iterdir()) == []
+    # only the (empty, hidden) lock file stays: no corpus, no temp build
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
 
 
 def test_same_config_is_byte_identical_and_seed_matters(tmp_path):
-    stale = tmp_path / "a" / f".{corpus_name(TINY)}.tmp-999999999-x"  # a killed build
+    stale = tmp_path / "a" / f".{corpus_name(TINY)}.999999999-1-x.partial"  # a killed build
     stale.mkdir(parents=True)
     first = prepare_mini(tmp_path / "a", TINY, progress=False)
     second = prepare_mini(tmp_path / "b", TINY, workers=1, progress=False)
-    assert not stale.exists() and sorted(p.name for p in first.parent.iterdir()) == [first.name]
+    visible = sorted(p.name for p in first.parent.iterdir() if not p.name.startswith("."))
+    assert not stale.exists() and visible == [first.name]
     tree_a, tree_b = _tree(first), _tree(second)
     assert first.name == second.name and sorted(tree_a) == sorted(tree_b)
     assert sum(name.endswith(".wav") for name in tree_a) > 50

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.pipeline.commands import run as run_pipeline
+from benchmark.pipeline.config import RunConfig
 from benchmark.registry import REPO_ROOT, build_registries
-from benchmark.runner import RunConfig, Runner
 
 PLUGINS = Path(__file__).parent / "plugins"
 SCALE = 0.1  # a small mini corpus: seconds to synthesise
@@ -35,7 +36,15 @@ def _task_card(folder: Path, epochs: int = 2) -> Path:
     return card
 
 
-def _runner(workdir: Path, results: Path, task: Path, **kw) -> Runner:
+class _Run:
+    def __init__(self, config: RunConfig, registries) -> None:
+        self.config, self.registries = config, registries
+
+    def run(self):
+        return run_pipeline(self.config, self.registries)
+
+
+def _runner(workdir: Path, results: Path, task: Path, **kw) -> _Run:
     registries = build_registries([PLUGINS / "counting_plugin.py"])
     config = RunConfig(
         tokenizers=("counting-mel",),
@@ -47,7 +56,7 @@ def _runner(workdir: Path, results: Path, task: Path, **kw) -> Runner:
         device="cpu",
         **kw,
     )
-    return Runner(config, registries)
+    return _Run(config, registries)
 
 
 def test_second_run_does_no_encoding_and_skips_the_job(workdir, tmp_path, monkeypatch):
@@ -113,7 +122,7 @@ def test_failing_task_leaves_a_failed_record_and_run_goes_on(workdir, tmp_path, 
         progress=False,
         device="cpu",
     )
-    outcomes = Runner(config, registries).run()
+    outcomes = run_pipeline(config, registries)
     assert [o.status for o in outcomes] == ["failed", "ok"]
     record = json.loads(outcomes[0].path.read_text())
     assert record["status"] == "failed"
@@ -262,8 +271,10 @@ def test_parameter_overrides_make_a_separate_variant(workdir, tmp_path, monkeypa
     record = json.loads(outcome.path.read_text())
     assert record["overrides"]["task"] == {"dim": 16}
     assert record["config"]["task"]["params"]["dim"] == 16
-    bad = _runner(workdir, results, task, task_params=(("dimm", 16),)).run()[0]
-    assert bad.status == "failed" and "does not accept parameters ['dimm']" in bad.error
+    from benchmark.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"does not accept parameters \['dimm'\]"):
+        _runner(workdir, results, task, task_params=(("dimm", 16),)).run()
 
 
 def test_parse_overrides_reads_yaml_values():

@@ -235,3 +235,39 @@ def test_import_tokenizers_is_hugging_face_from_the_repo_root():
     ).stdout.split()
     assert "site-packages" in out[0] and out[1] == "True"
     assert not out[0].startswith(str(REPO_ROOT / "tokenizers"))
+
+
+def test_a_plugin_file_is_an_ordinary_importable_module(tmp_path):
+    (tmp_path / "sibling_bands.py").write_text("BANDS = 3\n")
+    (tmp_path / "own_plugin.py").write_text(
+        "from benchmark.plugins import register_tokenizer\n"
+        "from benchmark.tokenizers.dummy import MelBandTokenizer\n"
+        "from sibling_bands import BANDS\n"
+        "class Three(MelBandTokenizer):\n    '''Three bands.'''\n"
+        "register_tokenizer('three-bands', Three, params={'n_bands': BANDS})\n"
+    )
+    # the author's own test: a plain import, no harness, no error
+    code = "import own_plugin; print(own_plugin.Three(n_bands=3).info.num_codebooks)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120, check=True)  # fmt: skip
+    assert out.stdout.strip() == "3"
+    registries = build_registries([tmp_path / "own_plugin.py"])
+    assert registries.tokenizer.get("three-bands").card.params == {"n_bands": 3}
+    card = tmp_path / "three-card.yaml"
+    card.write_text("name: three-card\ndescription: via a card\nclass: own_plugin:Three\n")
+    entry = registries.resolve_name("tokenizer", str(card))
+    assert entry.load().__name__ == "Three"
+
+
+def test_plugin_and_duplicate_errors_are_usage_errors(tmp_path):
+    missing = _cli("list", "tokenizers", "--plugin", str(tmp_path / "nope.py"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        f"error: plugin file {tmp_path / 'nope.py'} does not exist; check the --plugin path"
+    ]
+    copy = tmp_path / "copy.py"
+    copy.write_text(PLUGIN.read_text())
+    duplicate = _cli("list", "tokenizers", "--plugin", str(PLUGIN), "--plugin", str(copy))
+    assert duplicate.returncode == 2 and "registered twice" in duplicate.stderr
+    check = _cli("check-tokenizer", "dummy", "--threads", "1", "--quiet")
+    assert check.returncode == 0 and "dummy: 10 passed" in check.stdout

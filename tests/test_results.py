@@ -1,4 +1,4 @@
-"""The result store: atomic writes, fingerprints, and resuming after a kill."""
+"""The result store: typed records, atomic writes, migration, and resuming after a kill."""
 
 from __future__ import annotations
 
@@ -12,24 +12,31 @@ import time
 
 import pytest
 
-from benchmark.results import (
+from benchmark.api import UtteranceScores
+from benchmark.pipeline.keys import fingerprint
+from benchmark.pipeline.records import (
     SCHEMA_VERSION,
-    fingerprint,
-    is_up_to_date,
-    read_record,
+    MetricRecord,
+    RecordError,
+    ResultRecord,
+    iter_records,
     record_path,
-    write_record,
 )
+from benchmark.pipeline.store import remove_stale_temps
 
 
-def _record(fp: str, status: str = "ok", size: int = 10) -> dict:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "status": status,
-        "fingerprint": fp,
-        "metrics": {"accuracy": {"value": 50.0}},
-        "padding": "x" * size,
-    }
+def _record(fp: str, status: str = "ok", size: int = 10) -> ResultRecord:
+    return ResultRecord(
+        status=status,
+        tokenizer="dummy",
+        task="style",
+        seed=0,
+        preset="mini",
+        fingerprint=fp,
+        metrics={"accuracy": MetricRecord(50.0, "higher", split="test")},
+        main_metric="accuracy",
+        extras={"padding": "x" * size},
+    )
 
 
 def test_fingerprint_is_canonical_and_sensitive():
@@ -39,27 +46,24 @@ def test_fingerprint_is_canonical_and_sensitive():
 
 def test_write_then_read_round_trip(tmp_path):
     path = record_path(tmp_path, "mini", "dummy", "style", 0)
-    write_record(path, _record("abc"))
-    assert read_record(path)["fingerprint"] == "abc"
-    assert is_up_to_date(path, "abc")
-    assert not is_up_to_date(path, "other")
+    record = _record("abc")
+    record.per_utterance = {"accuracy": UtteranceScores(["u1", "u2"], [1.0, 0.0], [1, 1], 100)}
+    record.to_disk(path)
+    back = ResultRecord.load(path)
+    assert back == record
+    assert back.main_value == 50.0 and back.metrics["accuracy"].split == "test"
     assert [p.name for p in path.parent.iterdir()] == ["seed0.json"]
-
-
-def test_failed_and_unavailable_records_are_retried(tmp_path):
-    path = tmp_path / "r.json"
-    write_record(path, _record("abc", status="failed"))
-    assert not is_up_to_date(path, "abc")
-    write_record(path, _record("abc", status="unavailable"))
-    assert not is_up_to_date(path, "abc")
+    assert [r.fingerprint for _, r in iter_records(tmp_path)] == ["abc"]
 
 
 def test_invalid_records_are_refused_before_writing(tmp_path):
-    path = tmp_path / "r.json"
     with pytest.raises(ValueError, match="status"):
-        write_record(path, _record("abc", status="done"))
+        _record("abc", status="done")
+    path = tmp_path / "r.json"
+    record = _record("abc")
+    record.extras["value"] = float("nan")
     with pytest.raises(ValueError):
-        write_record(path, {**_record("abc"), "value": float("nan")})
+        record.to_disk(path)
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -67,21 +71,38 @@ def test_invalid_records_are_refused_before_writing(tmp_path):
 def test_corrupt_record_is_treated_as_missing(tmp_path):
     path = tmp_path / "r.json"
     path.write_text('{"status": "ok", "fingerp')
-    assert read_record(path) is None
-    assert not is_up_to_date(path, "abc")
+    assert ResultRecord.load_or_none(path) is None
+    with pytest.raises(RecordError, match="r.json: not JSON"):
+        ResultRecord.load(path)
+
+
+def test_version_1_records_are_migrated_and_newer_ones_refused(tmp_path):
+    old = {
+        "schema_version": 1, "status": "ok", "tokenizer": "dummy", "task": "style", "seed": 0,
+        "preset": "mini", "fingerprint": "f", "main_metric": "accuracy",
+        "metrics": {"accuracy": {"value": 40.0, "direction": "higher", "ci": None}},
+    }  # fmt: skip
+    path = tmp_path / "seed0.json"
+    path.write_text(json.dumps(old))
+    record = ResultRecord.load(path)
+    assert record.schema_version == SCHEMA_VERSION and record.kind == "job"
+    assert record.metrics["accuracy"].split == "test" and record.key_components == {}
+    path.write_text(json.dumps({**old, "schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(RecordError, match="newer than this harness reads"):
+        ResultRecord.load(path)
 
 
 def test_killed_writer_never_leaves_a_half_written_record(tmp_path):
     """SIGKILL a process that rewrites a large record in a loop: the file is always whole."""
     path = tmp_path / "r.json"
-    write_record(path, _record("first", size=10))
+    _record("first").to_disk(path)
     script = textwrap.dedent(
         f"""
-        from benchmark.results import write_record, SCHEMA_VERSION
+        from benchmark.pipeline.store import atomic_write_json
         i = 0
         while True:
-            write_record({str(path)!r}, {{"schema_version": SCHEMA_VERSION, "status": "ok",
-                          "fingerprint": str(i), "padding": "y" * 3_000_000}})
+            atomic_write_json({str(path)!r}, {{"schema_version": 2, "status": "ok",
+                              "fingerprint": str(i), "padding": "y" * 3_000_000}})
             i += 1
         """
     )
@@ -93,5 +114,8 @@ def test_killed_writer_never_leaves_a_half_written_record(tmp_path):
         record = json.loads(path.read_text())  # must parse: old or new, never half
         assert record["status"] == "ok"
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "r.json"]
-    # a killed writer may leave its own temp file, never a partial r.json
+    # a killed writer may leave its own temp file, never a partial r.json ...
     assert all(name.startswith(".r.json.") and name.endswith(".tmp") for name in leftovers)
+    # ... and the next run removes those of dead processes
+    remove_stale_temps(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]

@@ -17,12 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.models.sb_vocoder import (
-    load_speechbrain_unit_hifigan,
-    open_vocoder,
-    write_speechbrain_unit_hifigan,
-)
-from benchmark.models.vocoder import (
+from benchmark.registry import REPO_ROOT
+from benchmark.tokenizers.dummy import MelBandTokenizer
+from benchmark.vocoders.data import PairItem, VocoderPairs, layer_dropout
+from benchmark.vocoders.model import (
     ScalableVocoder,
     VocoderConfig,
     VocoderError,
@@ -30,11 +28,13 @@ from benchmark.models.vocoder import (
     load_vocoder,
     save_vocoder,
 )
-from benchmark.registry import REPO_ROOT
-from benchmark.tasks.vocoder_data import PairItem, VocoderPairs, layer_dropout
-from benchmark.tasks.vocoder_presets import PRESETS, vocoder_config
-from benchmark.tasks.vocoder_training import train_vocoder
-from benchmark.tokenizers.dummy import MelBandTokenizer
+from benchmark.vocoders.presets import PRESETS, vocoder_config
+from benchmark.vocoders.speechbrain_vocoder import (
+    load_speechbrain_unit_hifigan,
+    open_vocoder,
+    write_speechbrain_unit_hifigan,
+)
+from benchmark.vocoders.training import train_vocoder
 
 SIZES = (16, 16, 16, 16)
 TINY = {
@@ -278,9 +278,9 @@ def test_adversarial_steps_use_the_discriminator_and_checkpoint_it(tmp_path):
 _CHILD = """
 import sys, time, torch
 torch.set_num_threads(1)
-from benchmark.tasks.vocoder_data import PairItem, VocoderPairs
-from benchmark.tasks.vocoder_presets import PRESETS, vocoder_config
-from benchmark.tasks.vocoder_training import train_vocoder
+from benchmark.vocoders.data import PairItem, VocoderPairs
+from benchmark.vocoders.presets import PRESETS, vocoder_config
+from benchmark.vocoders.training import train_vocoder
 data = torch.load(sys.argv[1], weights_only=False)
 pairs = lambda rows: VocoderPairs([PairItem(*row) for row in rows], 16000, 320)
 preset = data["preset"]
@@ -404,7 +404,7 @@ def test_ljspeech_and_libritts_manifests_from_their_standard_layouts(tmp_path):
 
     from benchmark.api import BuildContext
     from benchmark.errors import DataError
-    from benchmark.tasks.vocoder_data import vocoder_manifests
+    from benchmark.vocoders.data import vocoder_manifests
 
     lj = tmp_path / "LJSpeech-1.1"
     (lj / "wavs").mkdir(parents=True)
@@ -437,3 +437,76 @@ def test_ljspeech_and_libritts_manifests_from_their_standard_layouts(tmp_path):
         vocoder_manifests("ljspeech", BuildContext(workdir=tmp_path / "work"))
     with pytest.raises(DataError, match="unknown vocoder corpus 'vctk'"):
         vocoder_manifests("vctk", context)
+
+
+# ---------------------------------------------------------------------- short inputs, batches
+
+
+def _sb_unit_vocoder(tmp_path, layers=(3, 7, 12), k=10):
+    params = {
+        "in_channels": 16,
+        "out_channels": 1,
+        "resblock_type": "1",
+        "resblock_dilation_sizes": [[1, 3, 5]],
+        "resblock_kernel_sizes": [11],
+        "upsample_kernel_sizes": [16, 11, 8, 4],
+        "upsample_initial_channel": 32,
+        "upsample_factors": [8, 5, 4, 2],
+        "vocab_size": 1 + len(layers) * k,
+        "embedding_dim": 16,
+        "attn_dim": 8,
+    }
+    folder = write_speechbrain_unit_hifigan(tmp_path / "sb", params, layers=list(layers))
+    return open_vocoder({"speechbrain": str(folder)})
+
+
+def test_min_frames_is_the_generators_real_limit_and_short_items_decode(tmp_path):
+    full = ScalableVocoder(VocoderConfig(SIZES, (0, 1, 2, 3))).eval()  # the full architecture
+    from speechbrain.lobes.models.HifiGAN import HifiganGenerator
+
+    cases = [(_vocoder(), 4), (full, 6), (_sb_unit_vocoder(tmp_path), 4)]
+    for vocoder, expected in cases:
+        assert vocoder.min_frames == expected
+        generator = vocoder.generator
+        channels = generator.conv_pre.in_channels
+        with torch.no_grad():  # the HiFi-GAN stack on pooled frames [1, D, n]
+            HifiganGenerator.forward(generator, torch.zeros(1, channels, expected))
+            with pytest.raises(RuntimeError):  # one frame less: speechbrain's raw error
+                HifiganGenerator.forward(generator, torch.zeros(1, channels, expected - 1))
+    sb = cases[2][0]
+    for n in range(1, sb.min_frames):
+        wav, _ = sb.decode(torch.randint(0, 10, (2, n, 3)), torch.tensor([n, n]))
+        assert wav.shape == (2, n * 320) and torch.isfinite(wav).all()
+    for vocoder in (_vocoder(), full):
+        for n in range(1, vocoder.min_frames):
+            tokens = torch.randint(0, 16, (1, n, 4))
+            wav, lengths = vocoder.decode(tokens, torch.tensor([n]))
+            assert wav.shape == (1, n * 320) and lengths.tolist() == [n * 320]
+            assert torch.isfinite(wav).all()
+            # the documented rule: repeat the last frame up to min_frames, cut back
+            extended = torch.cat([tokens, tokens[:, -1:].expand(-1, vocoder.min_frames - n, -1)], 1)
+            with torch.no_grad():
+                reference = vocoder(extended)[:, 0, : n * 320]
+            assert torch.equal(wav, reference)
+
+
+def test_batched_decode_is_each_item_decoded_alone(tmp_path):
+    torch.manual_seed(3)
+    full = ScalableVocoder(VocoderConfig(SIZES, (0, 1, 2, 3))).eval()
+    lengths = torch.tensor([40, 25, 3, 25, 0])
+    tokens = torch.randint(0, 16, (5, 40, 4))
+    for vocoder in (_vocoder(), full):
+        wav, out_lengths = vocoder.decode(tokens, lengths)
+        assert wav.shape == (5, 40 * 320) and out_lengths.tolist() == (lengths * 320).tolist()
+        for b, n in enumerate(lengths.tolist()):
+            assert torch.all(wav[b, n * 320 :] == 0)
+            if n:
+                alone, _ = vocoder.decode(tokens[b : b + 1, :n], lengths[b : b + 1])
+                torch.testing.assert_close(wav[b : b + 1, : n * 320], alone, rtol=0, atol=1e-6)
+    sb = _sb_unit_vocoder(tmp_path)
+    sb_tokens = torch.randint(0, 10, (3, 30, 3))
+    sb_lengths = torch.tensor([30, 12, 7])
+    wav, _ = sb.decode(sb_tokens, sb_lengths)
+    for b, n in enumerate(sb_lengths.tolist()):
+        alone, _ = sb.decode(sb_tokens[b : b + 1, :n], sb_lengths[b : b + 1])
+        torch.testing.assert_close(wav[b : b + 1, : n * 320], alone, rtol=0, atol=1e-6)

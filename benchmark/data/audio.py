@@ -6,8 +6,7 @@ Shapes: a waveform is ``[T]`` (samples), a batch is ``[B, T]``; amplitudes are f
 
 from __future__ import annotations
 
-import os
-import threading
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 import torchaudio
 
 from benchmark.errors import DataError
+from benchmark.pipeline.store import atomic_write_bytes, describe_os_error
 
 _PCM16_SCALE = 32768.0
 
@@ -75,11 +75,44 @@ def load_audio(path: Path, sample_rate: int) -> torch.Tensor:
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile raises several types (LibsndfileError, RuntimeError)
+        try:  # libsndfile hides why a file cannot be opened (permissions, I/O errors)
+            with path.open("rb") as handle:
+                handle.read(1)
+        except OSError as os_error:
+            raise DataError(f"cannot read audio {describe_os_error(os_error, path)}") from None
         raise DataError(f"{path}: cannot decode audio ({_one_line(exc)})") from None
+    return _to_mono(data, int(rate), sample_rate, str(path))
+
+
+def audio_from_bytes(data: bytes, sample_rate: int, name: str) -> torch.Tensor:
+    """Decode an in-memory audio file (e.g. a program's standard output) like :func:`load_audio`.
+
+    Args:
+        data: the bytes of a file libsndfile reads.
+        sample_rate: wanted rate in Hz.
+        name: what produced the bytes, for messages.
+
+    Returns:
+        ``[T]`` float32 tensor.
+
+    Raises:
+        DataError: no bytes, undecodable, no samples, or NaN/infinite samples.
+    """
+    _check_rate("sample_rate", sample_rate)
+    if not data:
+        raise DataError(f"{name}: produced no audio bytes")
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise DataError(f"{name}: cannot decode audio ({_one_line(exc)})") from None
+    return _to_mono(samples, int(rate), sample_rate, name)
+
+
+def _to_mono(data: np.ndarray, rate: int, sample_rate: int, name: str) -> torch.Tensor:
     if data.shape[0] == 0:
-        raise DataError(f"{path}: audio file is empty (0 samples)")
+        raise DataError(f"{name}: audio file is empty (0 samples)")
     if not np.isfinite(data).all():
-        raise DataError(f"{path}: audio holds NaN or infinite samples")
+        raise DataError(f"{name}: audio holds NaN or infinite samples")
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float64)
     wav = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
     if rate != sample_rate:
@@ -112,17 +145,14 @@ def save_wav(path: Path, wav: torch.Tensor | np.ndarray, sample_rate: int) -> No
 
     Raises:
         ValueError: not mono ``[T]``, or holds NaN/inf.
+        StoreWriteError: the file cannot be written (names the path and the cause, e.g.
+            no space left on device).
     """
     _check_rate("sample_rate", sample_rate)
     pcm = to_pcm16(wav)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    try:
-        sf.write(str(tmp), pcm, int(sample_rate), subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buffer = io.BytesIO()  # encoded in memory: a failed disk write then names its real cause
+    sf.write(buffer, pcm, int(sample_rate), subtype="PCM_16", format="WAV")
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def batch_audio(waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from benchmark.data.manifest import Manifest, Utterance, read_manifest, write_manifest
+from benchmark.data.manifest import Manifest, Utterance, read_cached_manifest, write_manifest
 from benchmark.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,10 @@ class FileEntry:
     relative: str
     size: int
     mtime_ns: int
+
+
+#: Bump when the manifest lines change for the same files (2: paths relative to the corpus).
+MANIFEST_VERSION = "v2"
 
 
 def corpus_folder(data_root: Path | None, split: str) -> Path:
@@ -160,33 +164,48 @@ def read_transcripts(path: Path, prefix: str) -> dict[str, str]:
     """Utterance id -> upper-case transcript from one ``.trans.txt`` file.
 
     Raises:
-        DataError: a line without text, an id outside the chapter, or a repeated id.
+        DataError: a line that is not UTF-8, a line without text, an id outside the
+            chapter, or a repeated id (one line naming ``file:line``).
     """
     transcripts: dict[str, str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            fields = line.split(maxsplit=1)
-            if not fields:
-                continue
-            where = f"{path}:{number}"
-            if len(fields) < 2 or not fields[1].strip():
-                raise DataError(f"{where}: transcript line has no text; expected '<id> TEXT'")
-            utterance_id, text = fields[0], " ".join(fields[1].split())
-            if not utterance_id.startswith(prefix):
-                raise DataError(
-                    f"{where}: utterance id {utterance_id!r} does not belong to this chapter "
-                    f"(expected {prefix}<utt>); restore the file from the LibriSpeech archive"
-                )
-            if utterance_id in transcripts:
-                raise DataError(f"{where}: utterance id {utterance_id!r} appears twice")
-            transcripts[utterance_id] = text
+    try:
+        raw_lines = path.read_bytes().split(b"\n")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read transcripts ({exc.strerror or exc})") from None
+    for number, raw in enumerate(raw_lines, start=1):
+        where = f"{path}:{number}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{where}: transcript line is not UTF-8 (byte {raw[exc.start]:#04x} at column "
+                f"{exc.start + 1}); restore the file from the LibriSpeech archive"
+            ) from None
+        fields = line.split(maxsplit=1)
+        if not fields:
+            continue
+        if len(fields) < 2 or not fields[1].strip():
+            raise DataError(f"{where}: transcript line has no text; expected '<id> TEXT'")
+        utterance_id, text = fields[0], " ".join(fields[1].split())
+        if not utterance_id.startswith(prefix):
+            raise DataError(
+                f"{where}: utterance id {utterance_id!r} does not belong to this chapter "
+                f"(expected {prefix}<utt>); restore the file from the LibriSpeech archive"
+            )
+        if utterance_id in transcripts:
+            raise DataError(f"{where}: utterance id {utterance_id!r} appears twice")
+        transcripts[utterance_id] = text
     return transcripts
 
 
 def _chapter_utterances(
-    chapter_dir: Path, speaker: str, chapter: str, names: list[str]
+    chapter_dir: Path, speaker: str, chapter: str, names: list[str], corpus_root: Path
 ) -> list[Utterance]:
-    """The utterances of one chapter folder, checked against its transcript file."""
+    """The utterances of one chapter folder, checked against its transcript file.
+
+    Paths are stored relative to ``corpus_root`` (the ``LibriSpeech`` folder), so the same
+    corpus mounted elsewhere gives the same manifest lines.
+    """
     trans_name = f"{speaker}-{chapter}.trans.txt"
     trans_path = chapter_dir / trans_name
     if trans_name not in names:
@@ -223,7 +242,7 @@ def _chapter_utterances(
         utterances.append(
             Utterance(
                 id=utterance_id,
-                path=str(path),
+                path=path.relative_to(corpus_root).as_posix(),
                 duration=info.frames / info.samplerate,
                 sample_rate=int(info.samplerate),
                 text=transcripts[utterance_id].lower(),
@@ -262,7 +281,7 @@ def build_utterances(
     )
     for (speaker, chapter), names in bar:
         chapter_dir = folder / speaker / chapter
-        utterances.extend(_chapter_utterances(chapter_dir, speaker, chapter, names))
+        utterances.extend(_chapter_utterances(chapter_dir, speaker, chapter, names, folder.parent))
     if not utterances:
         raise DataError(f"{folder}: split has no utterances; unpack it again ({DOWNLOAD_HINT})")
     return sorted(utterances, key=lambda u: u.id)
@@ -282,7 +301,8 @@ def librispeech_manifest(
         progress: show a tqdm bar over chapters while building.
 
     Returns:
-        The manifest, sorted by utterance id: absolute FLAC paths, durations in seconds,
+        The manifest, sorted by utterance id: FLAC paths relative to the ``LibriSpeech``
+        folder (the manifest's ``root``), durations in seconds,
         sample rates in Hz, lower-cased transcripts in ``text``, speaker ids in ``speaker``.
 
     Raises:
@@ -297,18 +317,15 @@ def librispeech_manifest(
         return Manifest(utterances, root=parts[0].root, source=None)
     folder = split_folder(data_root, split).resolve()
     entries = list_files(folder)
-    path = Path(cache_dir) / "librispeech" / f"{split}-{listing_hash(folder, entries)}.jsonl"
-    if path.is_file():
-        try:
-            manifest = read_manifest(path)
-        except DataError as exc:
-            logger.warning("rebuilding unreadable cached manifest: %s", exc)
-        else:
-            logger.debug("LibriSpeech %s: cached manifest %s", split, path)
-            return manifest
+    name = f"{split}-{MANIFEST_VERSION}-{listing_hash(folder, entries)}.jsonl"
+    path = Path(cache_dir) / "librispeech" / name
+    manifest = read_cached_manifest(path, root=folder.parent)
+    if manifest is not None:
+        logger.debug("LibriSpeech %s: cached manifest %s", split, path)
+        return manifest
     logger.info("LibriSpeech %s: building manifest from %s", split, folder)
     utterances = build_utterances(folder, entries, progress=progress)
     write_manifest(path, utterances)
     hours = sum(u.duration for u in utterances) / 3600
     logger.info("LibriSpeech %s: %d utterances, %.2f h -> %s", split, len(utterances), hours, path)
-    return Manifest(tuple(utterances), root=path.parent, source=path)
+    return Manifest(tuple(utterances), root=folder.parent, source=path)

@@ -23,26 +23,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from benchmark.data.audio import load_audio, save_wav
+from benchmark.data.espeak import SynthJob, espeak_version, run_parallel, synthesize_job
 from benchmark.data.manifest import Manifest, Utterance, read_manifest, write_manifest
 from benchmark.data.mini_text import generate_sentences
 from benchmark.data.noise import NOISE_KINDS, MixJob, mix_job
 from benchmark.errors import DataError, MissingDependencyError
+from benchmark.pipeline.store import atomic_folder, output_lock, remove_stale_temps
 
 logger = logging.getLogger(__name__)
 
@@ -154,81 +149,6 @@ class MiniConfig:
 
 
 @dataclass(frozen=True)
-class SynthJob:
-    """One espeak-ng call: ``text`` read by ``voice`` into ``rel`` (relative to the build)."""
-
-    rel: str
-    voice: str  # "accent+variant"
-    pitch: int  # -p, 0..99
-    rate: int  # -s, words per minute
-    amplitude: int  # -a, 0..200
-    text: str
-    pitch_range: str | None = None  # SSML <prosody range=...>, e.g. "x-high"
-
-
-def synthesize_job(job: SynthJob, folder: Path, espeak: str, sample_rate: int) -> int:
-    """Run espeak-ng (22.05 kHz), resample to ``sample_rate``, save 16-bit WAV; return samples.
-
-    Raises:
-        DataError: espeak-ng exits non-zero or writes no audio.
-    """
-    raw = folder / "_raw" / job.rel.replace("/", "__")
-    text = job.text
-    command = [espeak, "-v", job.voice, "-p", str(job.pitch), "-s", str(job.rate)]
-    command += ["-a", str(job.amplitude), "-w", str(raw)]
-    if job.pitch_range is not None:
-        command.append("-m")
-        text = f'<speak><prosody range="{job.pitch_range}">{text}</prosody></speak>'
-    done = subprocess.run([*command, text], capture_output=True, text=True, timeout=120)
-    if done.returncode != 0 or not raw.is_file():
-        message = " ".join(done.stderr.split()) or "no output file"
-        raise DataError(f"espeak-ng failed on {job.rel} (exit {done.returncode}): {message}")
-    wav = load_audio(raw, sample_rate)
-    raw.unlink()
-    save_wav(folder / job.rel, wav, sample_rate)
-    return int(wav.shape[0])
-
-
-def espeak_version(espeak: str) -> str:
-    """``"eSpeak NG text-to-speech: 1.51"`` (recorded in the marker; output depends on it)."""
-    done = subprocess.run([espeak, "--version"], capture_output=True, text=True, timeout=30)
-    return done.stdout.split("Data at")[0].strip()
-
-
-_Job = TypeVar("_Job")
-
-
-def run_parallel(
-    function: Callable[..., int],
-    jobs: Sequence[_Job],
-    workers: int,
-    desc: str,
-    progress: bool,
-    *args: Any,
-) -> list[int]:
-    """``[function(job, *args) for job in jobs]`` on ``workers`` threads, results in order.
-
-    Threads suffice: the work is espeak-ng child processes, file I/O and NumPy/torch kernels,
-    which all release the GIL; they avoid both fork-after-torch hazards and the cost of
-    importing torch in spawned workers. Each job writes only its own files, so the output
-    does not depend on scheduling.
-    """
-    if not jobs:
-        return []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(function, job, *args) for job in jobs]
-        try:
-            results = []
-            for future in tqdm(futures, desc=desc, unit="file", disable=not progress):
-                results.append(future.result())
-            return results
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-
-
-@dataclass(frozen=True)
 class _Speaker:
     id: str
     accent: str
@@ -282,9 +202,21 @@ def _make_speakers(
     return speakers
 
 
+def recipe_fingerprint() -> str:
+    """Hash of the recipe's code: this module and the harness modules it imports (text,
+    noise, audio I/O, resampling), so an edit that changes the audio builds a new corpus."""
+    from benchmark.pipeline.keys import code_fingerprint
+
+    return code_fingerprint(__name__)["source"]
+
+
 def corpus_name(config: MiniConfig) -> str:
-    """Folder name of a config's corpus: ``mini-v{MINI_VERSION}-{hash[:10]}``."""
-    return f"mini-v{MINI_VERSION}-{config.fingerprint()[:10]}"
+    """Folder name of a config's corpus: ``mini-v{MINI_VERSION}-{hash[:10]}``.
+
+    The hash covers the config and :func:`recipe_fingerprint`.
+    """
+    digest = hashlib.sha256(f"{config.fingerprint()}:{recipe_fingerprint()}".encode())
+    return f"mini-v{MINI_VERSION}-{digest.hexdigest()[:10]}"
 
 
 class _Plan:
@@ -383,7 +315,8 @@ class _Plan:
                 self.mixes.append(MixJob(clean, noisy, kind, snr, seed, babble))
 
 
-def _is_complete(folder: Path, config: MiniConfig) -> bool:
+def is_complete(folder: Path, config: MiniConfig) -> bool:
+    """Whether ``folder`` holds a finished build of ``config`` (its marker matches)."""
     try:
         marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -391,26 +324,11 @@ def _is_complete(folder: Path, config: MiniConfig) -> bool:
     return marker.get("config") == json.loads(config.to_json())
 
 
-def _remove_stale_builds(root: Path, name: str) -> None:
-    """Delete temp build folders of this corpus whose process is gone (killed builds)."""
-    for stale in root.glob(f".{name}.tmp-*"):
-        try:
-            pid = int(stale.name.rsplit(".tmp-", 1)[1].split("-", 1)[0])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            logger.info("removing interrupted build %s", stale)
-            shutil.rmtree(stale, ignore_errors=True)
-        except (ValueError, IndexError, PermissionError):
-            continue
-
-
 def _build(build: Path, config: MiniConfig, espeak: str, progress: bool, workers: int) -> dict:
     plan = _Plan(config).build()
     sr = config.sample_rate
-    (build / "_raw").mkdir()
     args = (build, espeak, sr)
     lengths = run_parallel(synthesize_job, plan.jobs, workers, "mini: synthesis", progress, *args)
-    shutil.rmtree(build / "_raw")
     samples = {job.rel: n for job, n in zip(plan.jobs, lengths, strict=True)}
     mixed = run_parallel(mix_job, plan.mixes, workers, "mini: noise", progress, build, sr)
     samples |= {job.noisy_rel: n for job, n in zip(plan.mixes, mixed, strict=True)}
@@ -446,37 +364,32 @@ def prepare_mini(
     root = Path(root)
     name = corpus_name(config)
     final = root / name
-    if _is_complete(final, config):
+    if is_complete(final, config):
         logger.debug("mini corpus %s is complete; reusing it", final)
         return final
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         raise MissingDependencyError(ESPEAK_INSTALL)
     root.mkdir(parents=True, exist_ok=True)
-    _remove_stale_builds(root, name)
-    build = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=root))
+    remove_stale_temps(root, max_depth=0)  # builds of killed processes
     threads = torch.get_num_threads()
     started = time.perf_counter()
-    logger.info("building mini corpus %s", final)
-    try:
-        torch.set_num_threads(1)  # resampling output must not depend on the thread count
-        summary = _build(build, config, espeak, progress, max(1, workers))
-        marker = {"config": json.loads(config.to_json()), "espeak_ng": espeak_version(espeak)}
-        marker["subsets"] = summary
-        (build / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
-        if final.exists() and not _is_complete(final, config):
-            shutil.rmtree(final)  # not a finished corpus of this config: replace it
+    with output_lock(final, f"mini corpus {name}"):
+        if is_complete(final, config):  # another process built it while we waited
+            return final
+        logger.info("building mini corpus %s", final)
         try:
-            os.replace(build, final)
-        except OSError:
-            if not _is_complete(final, config):
-                raise
-            shutil.rmtree(build)  # a concurrent build finished first; keep its corpus
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
-    finally:
-        torch.set_num_threads(threads)
+            torch.set_num_threads(1)  # resampling output must not depend on the thread count
+            with atomic_folder(final) as build:
+                summary = _build(build, config, espeak, progress, max(1, workers))
+                marker = {
+                    "config": json.loads(config.to_json()),
+                    "espeak_ng": espeak_version(espeak),
+                    "subsets": summary,
+                }
+                (build / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True) + "\n")
+        finally:
+            torch.set_num_threads(threads)
     logger.info("mini corpus ready in %.1f s: %s", time.perf_counter() - started, final)
     return final
 

@@ -9,16 +9,39 @@ from collections.abc import Sequence
 import jiwer
 import numpy as np
 
-from benchmark.api import Metric, MetricValue
+from benchmark.api import Metric, MetricValue, UtteranceScores
 from benchmark.metrics.bootstrap import DEFAULT_LEVEL, bootstrap_ratio_ci
 
 _PUNCT = re.compile(r"[^\w\s']")
 _SPACES = re.compile(r"\s+")
+#: Typographic quotes and apostrophes (which NFKC leaves alone) -> their ASCII forms, so that
+#: "don\u2019t" and "don't" are one word: U+2018/2019/201A/201B and U+02BC (modifier letter
+#: apostrophe) -> ', U+201C/201D/201E/201F -> ".
+_QUOTES = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u02bc": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u201f": '"',
+    }
+)
+#: Bump when :func:`normalise_text` changes what it returns (recorded with every WER/CER).
+NORMALISATION_VERSION = 2
+NORMALISATION = "lower, NFKC, curly quotes to ASCII, no punctuation but apostrophes"
 
 
 def normalise_text(text: str) -> str:
-    """Lower case, NFKC, punctuation (but apostrophes) removed, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text).lower()
+    """Text as WER/CER compare it.
+
+    NFKC, curly quotes and apostrophes mapped to ASCII (``\u2019`` -> ``'``, ``\u201c`` ->
+    ``"``), lower case, punctuation removed except apostrophes, whitespace collapsed.
+    """
+    text = unicodedata.normalize("NFKC", text).translate(_QUOTES).lower()
     text = _PUNCT.sub(" ", text)
     return _SPACES.sub(" ", text).strip()
 
@@ -58,7 +81,12 @@ class _ErrorRate(Metric):
     unit = "word"
     direction = "lower"
 
-    def compute(self, predictions: Sequence[str], references: Sequence[str]) -> MetricValue:
+    def compute(
+        self,
+        predictions: Sequence[str],
+        references: Sequence[str],
+        ids: Sequence[str] | None = None,
+    ) -> MetricValue:
         if len(predictions) != len(references) or not references:
             raise ValueError(
                 f"{self.name} needs as many predictions as references (>0), got "
@@ -68,6 +96,9 @@ class _ErrorRate(Metric):
         if lengths.sum() == 0:
             return MetricValue.unavailable(self.name, "lower", "all references are empty")
         low, high = bootstrap_ratio_ci(errors, lengths)
+        items = None
+        if ids is not None:
+            items = UtteranceScores(list(ids), errors.tolist(), lengths.tolist(), scale=100.0)
         return MetricValue(
             name=self.name,
             direction="lower",
@@ -76,7 +107,12 @@ class _ErrorRate(Metric):
             ci_high=100.0 * high,
             ci_level=DEFAULT_LEVEL,
             n=len(references),
-            judge={"library": "jiwer", "normalisation": "lower, NFKC, no punctuation"},
+            judge={
+                "library": "jiwer",
+                "normalisation": NORMALISATION,
+                "normalisation_version": NORMALISATION_VERSION,
+            },
+            per_utterance=items,
         )
 
 

@@ -3,6 +3,10 @@
 Codebook ``k``'s ids are shifted by ``offset_k = sum_{j<k} C_j`` into one shared table (the
 shift is computed into a new tensor; the input is never modified). Each codebook also gets
 one extra row used as padding / "absent", so a padding id never collides with a real token.
+
+Ids are range-checked where they enter (one min/max per codebook per batch): an id equal to
+``C_k`` would silently read the padding row and ``C_k + 1`` the next codebook's first row, so
+either is a :class:`~benchmark.errors.ContractError` naming the codebook and the value.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from benchmark.errors import ContractError
 
 
 class MultiCodebookEmbedding(nn.Module):
@@ -65,21 +71,63 @@ class MultiCodebookEmbedding(nn.Module):
                 start = int(self.offsets[index])
                 self.table.weight[start : start + size] = vectors[index] * dim**-0.5
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def check_ids(
+        self, ids: torch.Tensor, mask: torch.Tensor | None = None, absent_ok: bool = False
+    ) -> None:
+        """Raise unless every id of a valid frame lies in ``[0, C_k)`` (``[0, C_k]`` if absent_ok).
+
+        Costs one min and one max per codebook over the batch and one device sync.
+
+        Args:
+            ids: ``[B, N, K]`` integer ids.
+            mask: ``[B, N]`` bool, True on valid frames (only those are checked); None checks
+                every frame.
+            absent_ok: also accept ``C_k``, the padding / absent row (the vocoder's ids).
+
+        Raises:
+            ContractError: an id out of range (one line naming the codebook and the value).
+        """
+        if ids.numel() == 0:
+            return
+        if mask is not None:
+            ids = torch.where(mask.unsqueeze(-1), ids, 0)
+        low, high = ids.amin(dim=(0, 1)), ids.amax(dim=(0, 1))
+        limit = self.pad_ids + int(absent_ok)
+        bad = (low < 0) | (high >= limit)
+        if not bool(bad.any()):
+            return
+        k = int(bad.nonzero()[0, 0])
+        value = int(low[k]) if int(low[k]) < 0 else int(high[k])
+        size = self.codebook_sizes[k]
+        top = f"{size}]" if absent_ok else f"{size})"
+        raise ContractError(
+            f"codebook {k} holds token id {value}, outside its range [0, {top} (codebook_sizes "
+            f"{list(self.codebook_sizes)}); the tokens do not match the tokenizer's metadata"
+        )
+
+    def forward(
+        self, tokens: torch.Tensor, mask: torch.Tensor | None = None, absent_ok: bool = False
+    ) -> torch.Tensor:
         """Look the tokens up.
 
         Args:
-            tokens: ``[B, N, K]`` int64 ids.
+            tokens: ``[B, N, K]`` int64 ids, ``0 <= id < C_k`` on valid frames.
             mask: ``[B, N]`` bool, True on valid frames; invalid frames use the padding row.
+            absent_ok: accept the id ``C_k`` (the padding / absent row) in ``tokens``.
 
         Returns:
             ``[B, N, K, D]`` embeddings.
+
+        Raises:
+            ValueError: tokens not ``[B, N, K]``.
+            ContractError: an id out of range on a valid frame (see :meth:`check_ids`).
         """
         if tokens.ndim != 3 or tokens.shape[2] != self.num_codebooks:
             raise ValueError(
                 f"expected tokens [B, N, {self.num_codebooks}], got {tuple(tokens.shape)}"
             )
         ids = tokens.long()
+        self.check_ids(ids, mask, absent_ok)
         if mask is not None:
             ids = torch.where(mask.unsqueeze(-1), ids, self.pad_ids)
         return self.table(ids + self.offsets)

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from urllib.parse import urlparse
 import torch
 
 from benchmark.errors import WeightsUnavailableError
+from benchmark.pipeline.store import atomic_folder, output_lock
 
 log = logging.getLogger(__name__)
 
@@ -344,21 +344,11 @@ def tiny_model_dir(
     marker = folder / TINY_MARKER
     if marker.is_file():
         return folder
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{folder.name}.{os.getpid()}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        save(tmp)
-        (tmp / TINY_MARKER).write_text(json.dumps(spec, sort_keys=True) + "\n")
-        if marker.is_file():  # another process finished first
+    with output_lock(folder, f"tiny model {folder.name}"):
+        if marker.is_file():  # another process finished it while we waited
             return folder
-        shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not marker.is_file():  # not a lost race: a real failure
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_folder(folder) as tmp:
+            save(tmp)
+            (tmp / TINY_MARKER).write_text(json.dumps(spec, sort_keys=True) + "\n")
     log.info("created tiny model %s", folder)
     return folder

@@ -31,29 +31,26 @@ re-read (cached features), not recomputed by a large model each time; each pass 
 On CPU the result is deterministic for a given seed and chunking; on CUDA the per-centroid
 sums use atomic adds, so the last bits may vary between runs.
 
-The quantizer is saved in our own format (``torch.save`` of a plain dict, loadable with
-``weights_only=True``); :mod:`benchmark.models.sb_quantizers` converts to and from the
-scikit-learn pickles that speechbrain releases.
+The quantizer (:mod:`benchmark.models.quantizer`) is saved in our own format (``torch.save``
+of a plain dict, loadable with ``weights_only=True``); :mod:`benchmark.models.sb_quantizers`
+converts to and from the scikit-learn pickles that speechbrain releases. The settings and the
+result types live in :mod:`benchmark.models.kmeans_config`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.errors import BenchmarkError, DataError
+from benchmark.errors import DataError
 from benchmark.models.assign import assign_nearest
+from benchmark.models.kmeans_config import KMeansConfig, KMeansConfigError, KMeansResult
 
 log = logging.getLogger(__name__)
 
@@ -61,123 +58,8 @@ log = logging.getLogger(__name__)
 #: returns a fresh iterable of ``[n, D]`` chunks, or a re-iterable collection of chunks.
 FeatureSource = Any
 
-QUANTIZER_FORMAT = "benchmark.kmeans_quantizer"
-QUANTIZER_FORMAT_VERSION = 1
 #: Bumped whenever the algorithm's output changes, so fitted caches keyed on it are redone.
 ALGORITHM_VERSION = 2
-
-
-class KMeansConfigError(BenchmarkError, ValueError):
-    """An invalid k-means setting (non-positive K, unknown init, one-shot iterator...)."""
-
-
-class QuantizerError(BenchmarkError):
-    """A k-means quantizer file that is missing, malformed, or for another encoder/layer/K."""
-
-
-@dataclass(frozen=True)
-class KMeansConfig:
-    """Settings of :func:`fit_kmeans`.
-
-    Attributes:
-        n_clusters: number of centroids ``C`` (the codebook size, e.g. 1000).
-        seed: seeds the sampling and the seeding; same seed + same data -> same centroids on CPU.
-        batch_size: frames per matrix product when assigning (memory ``batch_size * C`` floats).
-        max_iter: maximum number of exact Lloyd passes over the whole stream.
-        tol: stop the passes when the mean inertia decreases by less than this fraction.
-        init: ``"k-means++"`` (greedy, on the sample) or ``"random"`` (sample frames).
-        init_size: frames kept in the reservoir sample used for seeding and for re-seeding
-            empty clusters (memory ``init_size * D`` floats); None means ``64 * C``, at least
-            ``3 * batch_size`` (scikit-learn's seeding sample). At least ``3 * C`` are kept.
-        n_init_candidates: candidates tried per greedy k-means++ step; None means
-            ``2 + int(ln C)`` (scikit-learn's choice).
-        device: ``"cpu"``, ``"cuda"``, ... ; None picks CUDA when available.
-        progress: show tqdm progress bars.
-        evaluate_final: spend one more pass to measure the exact inertia of the returned
-            centroids (otherwise the last pass's inertia, an upper bound, is reported).
-    """
-
-    n_clusters: int
-    seed: int = 0
-    batch_size: int = 10000
-    max_iter: int = 100
-    tol: float = 1e-4
-    init: str = "k-means++"
-    init_size: int | None = None
-    n_init_candidates: int | None = None
-    device: str | None = None
-    progress: bool = False
-    evaluate_final: bool = False
-
-    def __post_init__(self) -> None:
-        positive = {"n_clusters": self.n_clusters, "batch_size": self.batch_size}
-        for name, value in positive.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise KMeansConfigError(f"k-means: {name}={value!r} must be a positive integer")
-        if not isinstance(self.max_iter, int) or self.max_iter < 0:
-            raise KMeansConfigError(f"k-means: max_iter={self.max_iter!r} must be an int >= 0")
-        if not (isinstance(self.tol, (int, float)) and math.isfinite(self.tol) and self.tol >= 0):
-            raise KMeansConfigError(f"k-means: tol={self.tol!r} must be a finite number >= 0")
-        if self.init not in ("k-means++", "random"):
-            raise KMeansConfigError(
-                f"k-means: init={self.init!r} is unknown; use 'k-means++' or 'random'"
-            )
-        for name in ("init_size", "n_init_candidates"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise KMeansConfigError(f"k-means: {name}={value!r} must be None or an int >= 1")
-
-    @property
-    def sample_size(self) -> int:
-        """Frames kept in the reservoir (see ``init_size``)."""
-        default = max(64 * self.n_clusters, 3 * self.batch_size)
-        return max(self.init_size or default, 3 * self.n_clusters)
-
-    @property
-    def local_trials(self) -> int:
-        """Greedy k-means++ candidates per step."""
-        return self.n_init_candidates or 2 + int(math.log(self.n_clusters))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings that shape the result (no device, no progress switch)."""
-        out = asdict(self)
-        out.pop("device")
-        out.pop("progress")
-        return out
-
-
-@dataclass
-class KMeansResult:
-    """What :func:`fit_kmeans` returns.
-
-    Attributes:
-        centroids: ``[C, D]`` float32 CPU centroids.
-        inertia: mean squared Euclidean distance per frame (feature units squared) of all the
-            frames to their nearest centroid: exact for ``centroids`` with
-            ``evaluate_final=True``, else measured in the last pass (an upper bound).
-        n_iter: exact Lloyd passes over the stream.
-        n_frames_seen: frames in the stream (one pass).
-        history: mean inertia measured in each pass, in order.
-        cluster_sizes: ``[C]`` int64 frames assigned to each centroid in the last pass.
-        n_reseeded: empty clusters moved to far frames, over the whole fit.
-        converged: whether ``tol`` stopped the passes (False when ``max_iter`` did).
-        seconds: wall time of the fit.
-        timings: wall seconds of each stage (scan, seeding, passes, final_eval).
-    """
-
-    centroids: torch.Tensor
-    inertia: float
-    n_iter: int
-    n_frames_seen: int
-    history: list[float] = field(default_factory=list)
-    cluster_sizes: torch.Tensor | None = None
-    n_reseeded: int = 0
-    converged: bool = False
-    seconds: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- streams
 
 
 def _as_stream(source: FeatureSource, batch_size: int) -> Callable[[], Iterator[Any]]:
@@ -507,184 +389,21 @@ def fit_kmeans(features: FeatureSource, config: KMeansConfig) -> KMeansResult:
     )
 
 
-# --------------------------------------------------------------------------- quantizer
+from benchmark.models.quantizer import (  # noqa: E402  (re-exported: the codebook type)
+    QUANTIZER_FORMAT,
+    QUANTIZER_FORMAT_VERSION,
+    KMeansQuantizer,
+    QuantizerError,
+)
 
-
-class KMeansQuantizer:
-    """A k-means codebook: maps ``[..., D]`` features to the index of the nearest centroid.
-
-    Args:
-        centroids: ``[C, D]`` float centroids (stored as float32 on CPU).
-        provenance: JSON-like facts about how they were made (encoder, layer, data, ...).
-    """
-
-    def __init__(
-        self, centroids: torch.Tensor, provenance: Mapping[str, Any] | None = None
-    ) -> None:
-        centroids = torch.as_tensor(centroids)
-        if centroids.ndim != 2 or centroids.shape[0] < 1 or not centroids.is_floating_point():
-            raise QuantizerError(
-                f"k-means quantizer: centroids of shape {tuple(centroids.shape)} and dtype "
-                f"{centroids.dtype}; expected a float [C, D] matrix"
-            )
-        if not bool(torch.isfinite(centroids).all()):
-            raise QuantizerError("k-means quantizer: centroids hold NaN or inf values")
-        self.centroids = centroids.detach().to("cpu", torch.float32).contiguous().clone()
-        self.provenance: dict[str, Any] = dict(provenance or {})
-        self.provenance["n_clusters"] = self.n_clusters
-        self.provenance["dim"] = self.dim
-        self._on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    @classmethod
-    def from_result(
-        cls,
-        result: KMeansResult,
-        *,
-        encoder: str | None = None,
-        layer: int | None = None,
-        data: str | None = None,
-        config: KMeansConfig | None = None,
-    ) -> KMeansQuantizer:
-        """Wraps a :class:`KMeansResult` with its provenance (no timestamps: deterministic)."""
-        provenance = {
-            "encoder": encoder,
-            "layer": layer,
-            "data": data,
-            "n_frames": result.n_frames_seen,
-            "inertia": result.inertia,
-            "n_iter": result.n_iter,
-            "seed": None if config is None else config.seed,
-            "config": None if config is None else config.to_dict(),
-            "cluster_sizes": None
-            if result.cluster_sizes is None
-            else [int(c) for c in result.cluster_sizes],
-            "source": "benchmark.models.kmeans.fit_kmeans",
-        }
-        return cls(result.centroids, provenance)
-
-    @property
-    def n_clusters(self) -> int:
-        """Codebook size ``C``."""
-        return self.centroids.shape[0]
-
-    @property
-    def dim(self) -> int:
-        """Feature dimension ``D``."""
-        return self.centroids.shape[1]
-
-    @property
-    def encoder(self) -> str | None:
-        """Encoder the codebook was trained for (None when unknown)."""
-        return self.provenance.get("encoder")
-
-    @property
-    def layer(self) -> int | None:
-        """Encoder layer the codebook was trained for (None when unknown)."""
-        return self.provenance.get("layer")
-
-    def _centroids_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        if device not in self._on_device:
-            c = self.centroids.to(device)
-            self._on_device[device] = (c, (c * c).sum(dim=1))
-        return self._on_device[device]
-
-    def predict(self, features: torch.Tensor) -> torch.Tensor:
-        """Nearest-centroid ids of every frame.
-
-        Args:
-            features: ``[..., D]`` float frames on any device (computed in float32).
-
-        Returns:
-            ``[...]`` int64 ids in ``[0, C)`` on the features' device.
-        """
-        features = torch.as_tensor(features)
-        if features.ndim < 1 or features.shape[-1] != self.dim:
-            raise DataError(
-                f"k-means quantizer: features of shape {tuple(features.shape)} do not end with "
-                f"the codebook dim {self.dim}"
-            )
-        flat = features.reshape(-1, self.dim).to(torch.float32)
-        centroids, sq_norms = self._centroids_on(flat.device)
-        return assign_nearest(flat, centroids, sq_norms).reshape(features.shape[:-1])
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Writes the quantizer atomically (temp file + rename); returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "format": QUANTIZER_FORMAT,
-            "version": QUANTIZER_FORMAT_VERSION,
-            "centroids": self.centroids,
-            "provenance": self.provenance,
-        }
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
-
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        expect_encoder: str | None = None,
-        expect_layer: int | None = None,
-        expect_n_clusters: int | None = None,
-    ) -> KMeansQuantizer:
-        """Reads a quantizer written by :meth:`save`, checking what it was trained for.
-
-        Raises:
-            QuantizerError: missing or malformed file, or encoder / layer / K other than
-                expected.
-        """
-        path = Path(path)
-        if not path.is_file():
-            raise QuantizerError(f"k-means quantizer {path} does not exist; train or download it")
-        try:
-            with warnings.catch_warnings():  # a foreign pickle warns before it fails
-                warnings.simplefilter("ignore")
-                payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise QuantizerError(
-                f"k-means quantizer {path} is not in our format ({type(exc).__name__}); for a "
-                "speechbrain/scikit-learn file use sb_quantizers.import_sb_quantizer"
-            ) from exc
-        if (
-            not isinstance(payload, dict)
-            or payload.get("format") != QUANTIZER_FORMAT
-            or not isinstance(payload.get("centroids"), torch.Tensor)
-        ):
-            raise QuantizerError(f"k-means quantizer {path} is not a {QUANTIZER_FORMAT} file")
-        if payload.get("version") != QUANTIZER_FORMAT_VERSION:
-            raise QuantizerError(
-                f"k-means quantizer {path} has format version {payload.get('version')!r}; this "
-                f"code reads version {QUANTIZER_FORMAT_VERSION}"
-            )
-        quantizer = cls(payload["centroids"], payload.get("provenance") or {})
-        quantizer.check(expect_encoder, expect_layer, expect_n_clusters, where=str(path))
-        return quantizer
-
-    def check(
-        self,
-        expect_encoder: str | None = None,
-        expect_layer: int | None = None,
-        expect_n_clusters: int | None = None,
-        where: str = "k-means quantizer",
-    ) -> None:
-        """Raises :class:`QuantizerError` unless the codebook is for that encoder/layer/K."""
-        found = f"encoder={self.encoder!r} layer={self.layer!r} K={self.n_clusters}"
-        expected = {"encoder": expect_encoder, "layer": expect_layer, "K": expect_n_clusters}
-        actual = {"encoder": self.encoder, "layer": self.layer, "K": self.n_clusters}
-        wrong = [name for name, value in expected.items() if value is not None]
-        wrong = [name for name in wrong if actual[name] != expected[name]]
-        if wrong:
-            want = " ".join(f"{name}={expected[name]!r}" for name in wrong)
-            raise QuantizerError(
-                f"{where} was trained for {found} but {want} is expected; "
-                "load the quantizer of that encoder and layer, or retrain it"
-            )
+__all__ = [
+    "ALGORITHM_VERSION",
+    "QUANTIZER_FORMAT",
+    "QUANTIZER_FORMAT_VERSION",
+    "KMeansConfig",
+    "KMeansConfigError",
+    "KMeansQuantizer",
+    "KMeansResult",
+    "QuantizerError",
+    "fit_kmeans",
+]

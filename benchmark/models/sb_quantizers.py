@@ -4,9 +4,21 @@ speechbrain trains one scikit-learn ``MiniBatchKMeans`` per SSL layer and stores
 ``joblib.dump`` under ``<data>_<encoder>_k<K>_L<layer>.pt`` (e.g.
 ``LibriSpeech_wavlm_k1000_L7.pt``), where ``<encoder>`` is the lower-cased class name of the
 SSL model (``wavlm``, ``hubert``, ``wav2vec2``). Its ``DiscreteSSL`` tokenizer ``joblib.load``s
-the file, reads ``cluster_centers_`` and calls ``predict`` on float32 frames. This module
-converts such files to :class:`~benchmark.models.kmeans.KMeansQuantizer` and back; the exported
-estimator predicts exactly what our quantizer predicts.
+the file, reads ``cluster_centers_`` and calls ``predict`` on the SSL features as a float32
+*torch tensor*; scikit-learn's input validation does not recognise a torch dtype and converts
+the tensor to float64, so ``cluster_centers_`` must be float64 (as in the released files,
+which were fitted on such tensors), or ``predict`` raises "Buffer dtype mismatch". This module
+converts such files to :class:`~benchmark.models.kmeans.KMeansQuantizer` and back; the
+exported estimator holds float64 centres (our float32 centroids, exactly) and predicts what
+our quantizer predicts.
+
+Importing released files into a tokenizer (:func:`import_sb_quantizers`, the
+``kmeans_import: {speechbrain: FOLDER}`` parameter of
+:class:`~benchmark.tokenizers.discrete_ssl.DiscreteSSLTokenizer`): speechbrain names a file
+only by the encoder *family* (``wavlm``), not by the exact weights, so an imported codebook
+is accepted for the family, layer and K its name gives and the dimension of its centres; its
+file name and sha256 are kept in the quantizer's provenance (``imported``) and in the
+tokenizer's fingerprint.
 
 ``joblib.load`` unpickles arbitrary objects: import only files from a source you trust, as
 speechbrain itself does.
@@ -14,10 +26,11 @@ speechbrain itself does.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-import tempfile
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +39,7 @@ import numpy as np
 
 from benchmark.errors import ContractError, MissingDependencyError
 from benchmark.models.kmeans import KMeansQuantizer, QuantizerError
+from benchmark.pipeline.store import atomic_path
 
 _NAME = re.compile(r"^(?P<data>.+)_(?P<encoder>[^_]+)_k(?P<k>[0-9]+)_L(?P<layer>[0-9]+)\.pt$")
 
@@ -111,7 +125,9 @@ def import_sb_quantizer(
         expect_k: codebook size the file must have.
 
     Returns:
-        The quantizer; its centroids are ``cluster_centers_`` as float32 ``[K, D]``.
+        The quantizer; its centroids are ``cluster_centers_`` as float32 ``[K, D]``, its
+        provenance records ``imported = {format, file, sha256, data}`` and the file's encoder
+        name (the family, e.g. ``wavlm``) as ``encoder``.
 
     Raises:
         QuantizerError: missing/unreadable file, an object without ``cluster_centers_``, a name
@@ -176,27 +192,52 @@ def import_sb_quantizer(
         "source": f"speechbrain:{path.name}",
         "sklearn_class": type(model).__name__,
         "sklearn_dtype": str(centers.dtype),
+        "imported": {
+            "format": "speechbrain",
+            "file": path.name,
+            "sha256": _sha256(path),
+            "data": None if parsed is None else parsed.data,
+        },
     }
     return KMeansQuantizer(np.ascontiguousarray(centers, dtype=np.float32), provenance)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def to_sklearn(quantizer: KMeansQuantizer) -> Any:
+def to_sklearn(quantizer: KMeansQuantizer, center_dtype: str = "float64") -> Any:
     """A fitted ``sklearn.cluster.MiniBatchKMeans`` whose ``predict`` matches ``quantizer``.
 
     It is fitted through scikit-learn's public ``fit`` on the centroids themselves (init at the
-    centroids, one step, no reassignment), which sets every fitted attribute scikit-learn
-    needs; then ``cluster_centers_`` is set to the exact float32 centroids (the step may move
-    them by rounding), ``_counts`` to the training cluster sizes when known (so a later
-    ``partial_fit`` continues with sensible learning rates) and ``inertia_`` to the training
-    inertia (a sum, as scikit-learn reports it; NaN when unknown). A last check predicts the
+    centroids, one step, no reassignment), in float64, which sets every fitted attribute
+    scikit-learn needs; then ``cluster_centers_`` is set to the exact centroids as float64
+    (the step may move them by rounding), ``_counts`` to the training cluster sizes when known
+    (so a later ``partial_fit`` continues with sensible learning rates) and ``inertia_`` to the
+    training inertia (a sum, as scikit-learn reports it; NaN when unknown). Float64 centres are
+    what speechbrain's ``DiscreteSSL.encode`` needs: it hands ``predict`` a torch tensor, which
+    scikit-learn converts to float64 (a float32 numpy array would then be refused, as by the
+    released files). ``center_dtype="float32"`` suits speechbrain's ``MiniBatchKMeansSklearn``
+    wrapper instead, which predicts on float32 numpy arrays. A last check predicts the
     centroids with both implementations.
+
+    Raises:
+        QuantizerError: a ``center_dtype`` other than ``float64`` / ``float32``.
     """
+    if center_dtype not in ("float64", "float32"):
+        raise QuantizerError(
+            f"speechbrain export: center_dtype must be 'float64' or 'float32', got {center_dtype!r}"
+        )
     _, MiniBatchKMeans = _sklearn()
-    centroids = quantizer.centroids.numpy().astype(np.float32, copy=True)
+    centroids = quantizer.centroids.numpy().astype(center_dtype, copy=True)
     k = quantizer.n_clusters
     seed = _int_or_none(quantizer.provenance.get("seed"))
     estimator = MiniBatchKMeans(
@@ -218,7 +259,7 @@ def to_sklearn(quantizer: KMeansQuantizer) -> Any:
     estimator.cluster_centers_ = centroids
     sizes = quantizer.provenance.get("cluster_sizes")
     if isinstance(sizes, list) and len(sizes) == k:
-        estimator._counts = np.asarray(sizes, dtype=np.float32)
+        estimator._counts = np.asarray(sizes, dtype=centroids.dtype)
     n_frames, inertia = quantizer.provenance.get("n_frames"), quantizer.provenance.get("inertia")
     known = isinstance(n_frames, int) and isinstance(inertia, float)
     estimator.inertia_ = inertia * n_frames if known else float("nan")
@@ -238,6 +279,7 @@ def export_sb_quantizer(
     data: str,
     encoder: str,
     layer: int | None = None,
+    center_dtype: str = "float64",
 ) -> Path:
     """Writes ``quantizer`` as speechbrain does: a joblib-dumped MiniBatchKMeans.
 
@@ -247,6 +289,9 @@ def export_sb_quantizer(
         data: the training-data name in the filename (e.g. ``"LibriSpeech"``).
         encoder: speechbrain's encoder name (e.g. ``"wavlm"``).
         layer: the layer in the filename; defaults to the quantizer's recorded layer.
+        center_dtype: ``float64`` (default: what ``DiscreteSSL.encode`` and the released files
+            need) or ``float32`` (speechbrain's ``MiniBatchKMeansSklearn`` wrapper, which
+            predicts on float32 numpy arrays); see :func:`to_sklearn`.
 
     Returns:
         The path ``folder/<data>_<encoder>_k<K>_L<layer>.pt``, written atomically.
@@ -261,16 +306,104 @@ def export_sb_quantizer(
         )
     name = sb_quantizer_filename(data, encoder, quantizer.n_clusters, layer)
     joblib, _ = _sklearn()
-    estimator = to_sklearn(quantizer)
+    estimator = to_sklearn(quantizer, center_dtype)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / name
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         joblib.dump(estimator, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return target
+
+
+def find_sb_quantizer(
+    folder: str | os.PathLike[str], encoder: str, layer: int, k: int, data: str | None = None
+) -> Path:
+    """The released file ``<data>_<encoder>_k<K>_L<layer>.pt`` in ``folder`` or ``folder/kmeans``.
+
+    ``folder`` is a snapshot of a speechbrain repository that releases k-means (e.g.
+    ``speechbrain/hifigan-wavlm-k1000-LibriTTS``, whose ``kmeans/`` holds
+    ``LibriSpeech_wavlm_k1000_L<layer>.pt``) or a folder of such files.
+
+    Args:
+        folder: where to look.
+        encoder: speechbrain's encoder name (our family: ``wavlm``, ``hubert``, ``wav2vec2``).
+        layer: SSL layer.
+        k: codebook size.
+        data: the training-data part of the name; None accepts any when only one matches.
+
+    Raises:
+        QuantizerError: no such file, or files for several datasets and no ``data`` (names them).
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise QuantizerError(
+            f"speechbrain k-means folder {root} does not exist; download the released files "
+            "(e.g. huggingface-cli download speechbrain/hifigan-wavlm-k1000-LibriTTS "
+            "--local-dir DIR) and point kmeans_import at DIR"
+        )
+    found: list[Path] = []
+    for place in (root, root / "kmeans"):
+        for path in sorted(place.glob(f"*_{encoder}_k{k}_L{layer}.pt")):
+            try:
+                parsed = parse_sb_quantizer_filename(path)
+            except QuantizerError:
+                continue
+            if (parsed.encoder, parsed.k, parsed.layer) == (encoder, k, layer) and (
+                data is None or parsed.data == data
+            ):
+                found.append(path)
+    name = sb_quantizer_filename(data or "<data>", encoder, k, layer)
+    if not found:
+        raise QuantizerError(
+            f"no speechbrain k-means {name} in {root} or {root / 'kmeans'}; download the file "
+            f"for encoder {encoder!r}, layer {layer}, K={k}, or change the tokenizer's layers/K"
+        )
+    if len(found) > 1:
+        datasets = sorted({parse_sb_quantizer_filename(p).data for p in found})
+        raise QuantizerError(
+            f"several speechbrain k-means match {name} in {root} (data {datasets}); pick one "
+            "with kmeans_import: {speechbrain: FOLDER, data: NAME}"
+        )
+    return found[0]
+
+
+def import_sb_quantizers(
+    spec: Mapping[str, Any], encoder: str, layers: Sequence[int], ks: Sequence[int]
+) -> list[KMeansQuantizer]:
+    """The released codebooks a card's ``kmeans_import`` names, one per layer.
+
+    Args:
+        spec: ``{"speechbrain": FOLDER}`` or ``{"speechbrain": FOLDER, "data": NAME}``.
+        encoder: speechbrain's encoder name (our family).
+        layers: SSL layers, one codebook each.
+        ks: codebook size per layer.
+
+    Returns:
+        One :class:`KMeansQuantizer` per layer, in ``layers`` order (see
+        :func:`import_sb_quantizer` for their provenance).
+
+    Raises:
+        QuantizerError: a malformed spec, a missing file, or a file that disagrees with its
+            name (one line each).
+    """
+    if (
+        not isinstance(spec, Mapping)
+        or "speechbrain" not in spec
+        or set(spec) - {"speechbrain", "data"}
+        or not isinstance(spec["speechbrain"], str | os.PathLike)
+        or not isinstance(spec.get("data", ""), str)
+    ):
+        raise QuantizerError(
+            f"kmeans_import must be {{speechbrain: FOLDER}} or {{speechbrain: FOLDER, data: "
+            f"NAME}}, got {spec!r}"
+        )
+    folder, data = spec["speechbrain"], spec.get("data")
+    return [
+        import_sb_quantizer(
+            find_sb_quantizer(folder, encoder, layer, k, data),
+            expect_encoder=encoder,
+            expect_layer=layer,
+            expect_k=k,
+        )
+        for layer, k in zip(layers, ks, strict=True)
+    ]

@@ -15,7 +15,14 @@ reference the tests compare against).
 **Input handling, in order, per item** (so an item's result does not depend on the batch):
 
 1. waveform normalisation when the model expects it (``do_normalize``):
-   ``F.layer_norm`` over the item's valid samples (eps 1e-5, what speechbrain applies);
+   ``F.layer_norm`` over the item's valid samples (eps 1e-5). For a single, unpadded
+   utterance this is what speechbrain's wrappers apply, and tokens equal those of
+   speechbrain's ``DiscreteSSL.encode`` (``tests/test_interop.py``). In a padded batch they
+   are not DASB's: speechbrain normalises each padded row as a whole (padding zeros in the
+   mean and variance), so its batched tokens differ from its own one-by-one tokens (5.7 %
+   of 7120 tokens in 10 batches of 3.0/2.2/1.4/0.6 s, tiny WavLM, layers 3 and 7, K = 16),
+   while ours do not depend on the batch. We keep ours: a token should not depend on its
+   neighbours in a batch;
 2. **short clips**: an item shorter than the conv front end's receptive field (400 samples =
    25 ms at 16 kHz for these models) is zero-padded up to it and yields exactly one frame;
    an empty item is an error;
@@ -39,8 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -49,7 +55,7 @@ from torch import nn
 
 from benchmark.api import BuildContext
 from benchmark.errors import BenchmarkError
-from benchmark.models.ssl_loading import SSLModelInfo, load_ssl_model, tiny_ssl_model_dir
+from benchmark.models.ssl_loading import SSLModelInfo, load_ssl_model
 
 DTYPES = ("fp32", "bf16")
 
@@ -81,6 +87,8 @@ class SSLLayerExtractor:
         dtype: ``fp32`` (default) or ``bf16`` (autocast of the forward; features are returned
             as float32).
         normalize: normalise each waveform (None: the model's ``do_normalize``).
+        origin: for the mini preset's tiny encoders, which one was loaded
+            (:class:`benchmark.models.ssl_mini.TinyOrigin`); None for card weights.
 
     Raises:
         ValueError: a layer outside the model's range, or an unknown dtype (one line each).
@@ -93,6 +101,7 @@ class SSLLayerExtractor:
         layers: Sequence[int],
         dtype: str = "fp32",
         normalize: bool | None = None,
+        origin: Any = None,
     ) -> None:
         depth = info.num_hidden_layers
         for layer in layers:
@@ -110,6 +119,7 @@ class SSLLayerExtractor:
         self.dtype = dtype
         self.normalize = info.do_normalize if normalize is None else bool(normalize)
         self.per_item = info.feat_extract_norm != "layer"
+        self.origin = origin
 
     @property
     def device(self) -> torch.device:
@@ -249,42 +259,54 @@ class SSLConfigError(BenchmarkError, ValueError):
 def open_ssl_extractor(
     family: str,
     layers: Sequence[int],
-    tiny_model: bool,
+    tiny_model: bool | str,
     context: BuildContext,
     dtype: str = "fp32",
     normalize_wav: bool | None = None,
+    pretrain: Mapping[str, Any] | None = None,
 ) -> SSLLayerExtractor:
-    """Load a card's SSL encoder (its weights, or the mini preset's tiny model) for layers.
+    """Load a card's SSL encoder (its weights, or a mini tiny model) for ``layers``.
 
     Args:
         family: ``wavlm``, ``hubert`` or ``wav2vec2``.
         layers: 1-based transformer layers to extract.
-        tiny_model: use the tiny random encoder built under ``context.workdir / "models"``
-            and loaded through the same path route as real weights.
+        tiny_model: false for the card's weights; ``random`` (or true) for the tiny random
+            encoder, ``pretrained`` for the tiny encoder pretrained by the harness on mini
+            (:mod:`benchmark.models.ssl_mini`); both are built under
+            ``context.workdir / "models"`` and loaded through the same path route as real
+            weights.
         context: device, workdir and the card's weights.
         dtype: ``fp32`` or ``bf16``.
         normalize_wav: None follows the model's preprocessor config.
+        pretrain: overrides of the pretraining settings (``tiny_model: pretrained`` only).
 
     Raises:
         SSLConfigError: conflicting parameters, CUDA asked for but absent, bad layers/dtype.
         WeightsUnavailableError: weights that cannot be loaded.
     """
+    from benchmark.models.ssl_mini import TinyModelError, tiny_model_kind, tiny_ssl_weights
+
     device = str(context.device or "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SSLConfigError(f"device {device!r} requested but CUDA is not available")
-    if tiny_model:
+    try:
+        kind = tiny_model_kind(tiny_model)
+    except TinyModelError as exc:
+        raise SSLConfigError(str(exc)) from None
+    origin = None
+    if kind is not None:
         if context.weights:
             raise SSLConfigError(
-                "tiny_model: true and card weights are both set; drop one (the mini preset "
-                "sets weights: null)"
+                f"tiny_model: {tiny_model} and card weights are both set; drop one (the mini "
+                "preset sets weights: null)"
             )
-        weights: dict[str, Any] | None = {
-            "path": str(tiny_ssl_model_dir(family, Path(context.workdir) / "models"))
-        }
+        weights, origin = tiny_ssl_weights(family, kind, context, pretrain)
     else:
+        if pretrain:
+            raise SSLConfigError("pretrain settings need tiny_model: pretrained")
         weights = dict(context.weights) if context.weights else None
     model, info = load_ssl_model(weights, family, device)
     try:
-        return SSLLayerExtractor(model, info, layers, dtype, normalize_wav)
+        return SSLLayerExtractor(model, info, layers, dtype, normalize_wav, origin)
     except ValueError as exc:
         raise SSLConfigError(str(exc)) from None

@@ -13,8 +13,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.api import BuildContext, Task, TaskInfo, TaskOutput, TokenizerInfo
-from benchmark.data.corpora import corpus_manifest
+from benchmark.api import (
+    BuildContext,
+    DataRef,
+    MetricValue,
+    Task,
+    TaskInfo,
+    TaskOutput,
+    TaskRun,
+    TokenizerInfo,
+)
 from benchmark.errors import DataError
 from benchmark.metrics.asr import CharacterErrorRate, WordErrorRate, normalise_text
 from benchmark.models.bilstm import MaskedBiLSTM
@@ -132,7 +140,7 @@ class ASRTask(Task):
         dim, hidden, layers: front-end size, BiLSTM width and depth.
         fusion, fusion_layer: layer fusion mode (informed layer selector by default).
         embedding_init: ``random`` or ``tokenizer`` (codebook vectors).
-        epochs, batch_size, lr, max_seconds: training budget.
+        epochs, batch_size, lr: training budget; max_seconds: safety stop (fails the job).
         dropout, time_masks, time_mask_width: regularisation (SpecAugment-style time masks
             on the fused frames while training).
     """
@@ -177,24 +185,29 @@ class ASRTask(Task):
             epochs=epochs, batch_size=batch_size, lr=lr, max_seconds=max_seconds
         )
 
-    def splits(self, context: BuildContext) -> Mapping[str, Any]:
+    def splits(self, context: BuildContext) -> Mapping[str, DataRef]:
         names = {**self.split_names, **{f"test:{s}": s for s in self.test_splits}}
-        return {
-            key: corpus_manifest(self.info.corpus, self.subset, split, context)
-            for key, split in names.items()
-        }
+        return {key: DataRef(self.info.corpus, self.subset, split) for key, split in names.items()}
 
     def _examples(self, split: Any, vocabulary: CharacterVocabulary) -> list[Example]:
         items = []
         for utterance, tokens in split.items():
             if utterance.text is None:
-                raise DataError(f"{utterance.id}: no transcript in the manifest")
+                raise DataError(
+                    f"{split.manifest.source or 'the manifest'}: utterance {utterance.id!r} has "
+                    f"no transcript ('text'); task {self.info.name!r} needs one on every utterance"
+                )
             items.append((utterance.id, tokens, utterance.text))
         return examples_from_tokens(items)
 
-    def run(self, run: Any) -> TaskOutput:
+    def run(self, run: TaskRun) -> TaskOutput:
         train_split = run.splits["train"]
+        if len(train_split) == 0:
+            raise DataError(f"the train split of task {self.info.name!r} is empty")
         vocabulary = CharacterVocabulary([u.text or "" for u in train_split.manifest])
+        test_splits = [key for key in run.splits if key not in ("train", "valid")]
+        for key in test_splits:  # a missing transcript is found before training, not after
+            self._examples(run.splits[key], vocabulary)
         train_set = self._examples(train_split, vocabulary)
         valid_set = self._examples(run.splits["valid"], vocabulary)
         torch.manual_seed(run.seed)
@@ -237,6 +250,7 @@ class ASRTask(Task):
             run.seed,
             run.progress,
             f"{self.info.name} head",
+            "valid_cer_percent",
         )
         metrics, extras = (
             {},
@@ -250,24 +264,32 @@ class ASRTask(Task):
             },
         )
         meter, examples_out = LayerWeightMeter(), {}
+        baselines: dict[str, dict[str, MetricValue]] = {"empty-transcript": {}}
         for split_name in self.test_splits:
             test_set = self._examples(run.splits[f"test:{split_name}"], vocabulary)
             hypotheses = self._transcribe(model, test_set, vocabulary, run.device, meter)
             references = [e.target for e in test_set]
+            ids = [e.id for e in test_set]
             suffix = "" if len(self.test_splits) == 1 else f"_{split_name}"
-            metrics[f"wer{suffix}"] = WordErrorRate().compute(hypotheses, references)
-            metrics[f"cer{suffix}"] = CharacterErrorRate().compute(hypotheses, references)
+            for name, metric in (("wer", WordErrorRate()), ("cer", CharacterErrorRate())):
+                value = metric.compute(hypotheses, references, ids).on_split(split_name)
+                metrics[f"{name}{suffix}"] = value
+                empty = metric.compute([""] * len(references), references)
+                baselines["empty-transcript"][f"{name}{suffix}"] = empty.on_split(split_name)
             examples_out[split_name] = [
                 {"id": e.id, "reference": e.target, "hypothesis": h}
                 for e, h in list(zip(test_set, hypotheses, strict=True))[:5]
             ]
         if len(self.test_splits) > 1:  # the main metric is the first test split's WER
             metrics["wer"] = metrics[f"wer_{self.test_splits[0]}"]
-        extras["examples"] = examples_out
+            baselines["empty-transcript"]["wer"] = baselines["empty-transcript"][
+                f"wer_{self.test_splits[0]}"
+            ]
+        extras["transcripts"] = examples_out
         if meter.mean() is not None:
             extras["layer_weights"] = meter.mean()
             extras["layers"] = list(run.tokenizer_info.layers or range(len(meter.mean())))
-        return TaskOutput(metrics=metrics, extras=extras)
+        return TaskOutput(metrics=metrics, extras=extras, baselines=baselines)
 
     @staticmethod
     def _transcribe(

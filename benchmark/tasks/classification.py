@@ -13,8 +13,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.api import BuildContext, Task, TaskInfo, TaskOutput, TokenizerInfo
-from benchmark.data.corpora import corpus_manifest
+from benchmark.api import (
+    BuildContext,
+    DataRef,
+    MetricValue,
+    Task,
+    TaskInfo,
+    TaskOutput,
+    TaskRun,
+    TokenizerInfo,
+)
 from benchmark.errors import DataError
 from benchmark.metrics.classification import Accuracy
 from benchmark.models.bilstm import MaskedBiLSTM
@@ -30,6 +38,8 @@ from benchmark.tasks.training import (
     initial_embeddings,
     train,
 )
+
+SPLITS = ("train", "valid", "test")
 
 
 class ClassificationHead(nn.Module):
@@ -74,7 +84,7 @@ class UtteranceClassificationTask(Task):
         dim, hidden: front-end and BiLSTM sizes.
         fusion: layer fusion mode; ``fusion_layer`` for ``single``.
         embedding_init: ``random`` or ``tokenizer`` (codebook vectors, when available).
-        epochs, batch_size, lr, max_seconds: training budget.
+        epochs, batch_size, lr: training budget; max_seconds: safety stop (fails the job).
     """
 
     def __init__(
@@ -105,29 +115,33 @@ class UtteranceClassificationTask(Task):
             epochs=epochs, batch_size=batch_size, lr=lr, max_seconds=max_seconds
         )
 
-    def splits(self, context: BuildContext) -> Mapping[str, Any]:
-        return {
-            split: corpus_manifest(self.info.corpus, self.subset, split, context)
-            for split in ("train", "valid", "test")
-        }
+    def splits(self, context: BuildContext) -> Mapping[str, DataRef]:
+        return {split: DataRef(self.info.corpus, self.subset, split) for split in SPLITS}
 
-    def _labelled(self, split: Any, classes: dict[str, int] | None) -> list[Example]:
+    def _labelled(self, split: Any, classes: dict[str, int] | None, name: str) -> list[Example]:
         items = []
         for utterance, tokens in split.items():
             label = getattr(utterance, self.label_field)
             if label is None:
-                raise DataError(f"{utterance.id}: no {self.label_field!r} in the manifest")
+                source = split.manifest.source or "the manifest"
+                raise DataError(
+                    f"{source}: utterance {utterance.id!r} has no {self.label_field!r}; task "
+                    f"{self.info.name!r} needs one on every utterance of its {name} split"
+                )
             if classes is not None and label not in classes:
                 raise DataError(f"{utterance.id}: label {label!r} never seen in training")
             items.append((utterance.id, tokens, label if classes is None else classes[label]))
         return examples_from_tokens(items)
 
-    def run(self, run: Any) -> TaskOutput:
-        labels = sorted({getattr(u, self.label_field) for u in run.splits["train"].manifest})
+    def run(self, run: TaskRun) -> TaskOutput:
+        train_labels = [getattr(u, self.label_field) for u in run.splits["train"].manifest]
+        if not train_labels:
+            raise DataError(f"the train split of task {self.info.name!r} is empty")
+        labels = sorted({label for label in train_labels if label is not None})
         classes = {label: index for index, label in enumerate(labels)}
-        train_set = self._labelled(run.splits["train"], classes)
-        valid_set = self._labelled(run.splits["valid"], classes)
-        test_set = self._labelled(run.splits["test"], classes)
+        train_set = self._labelled(run.splits["train"], classes, "train")
+        valid_set = self._labelled(run.splits["valid"], classes, "valid")
+        test_set = self._labelled(run.splits["test"], classes, "test")
         torch.manual_seed(run.seed)
         init = initial_embeddings(run, self.embedding_init)
         model = ClassificationHead(
@@ -147,9 +161,8 @@ class UtteranceClassificationTask(Task):
 
         def error_rate(net: nn.Module) -> float:
             predicted = self._predict(net, valid_set, run.device)
-            return 1.0 - sum(
-                p == e.target for p, e in zip(predicted, valid_set, strict=True)
-            ) / len(valid_set)
+            correct = sum(p == e.target for p, e in zip(predicted, valid_set, strict=True))
+            return 100.0 * (1.0 - correct / len(valid_set))
 
         result = train(
             model,
@@ -161,10 +174,13 @@ class UtteranceClassificationTask(Task):
             run.seed,
             run.progress,
             f"{self.info.name} head",
+            "valid_error_percent",
         )
         meter = LayerWeightMeter()
         predicted = self._predict(model, test_set, run.device, meter)
-        accuracy = Accuracy().compute(predicted, [e.target for e in test_set])
+        references = [e.target for e in test_set]
+        ids = [e.id for e in test_set]
+        accuracy = Accuracy().compute(predicted, references, ids).on_split("test")
         extras: dict[str, Any] = {
             "training": {"history": result.history, "best_epoch": result.best_epoch},
             "classes": labels,
@@ -172,7 +188,29 @@ class UtteranceClassificationTask(Task):
         if meter.mean() is not None:
             extras["layer_weights"] = meter.mean()
             extras["layers"] = list(run.tokenizer_info.layers or range(len(meter.mean())))
-        return TaskOutput(metrics={"accuracy": accuracy}, extras=extras)
+        return TaskOutput(
+            metrics={"accuracy": accuracy},
+            extras=extras,
+            baselines=self._baselines(train_set, references, len(classes)),
+        )
+
+    @staticmethod
+    def _baselines(
+        train_set: list[Example], references: list[int], num_classes: int
+    ) -> dict[str, dict[str, MetricValue]]:
+        """Chance (uniform guess, expected accuracy) and the majority training class."""
+        counts: dict[int, int] = {}
+        for example in train_set:
+            counts[example.target] = counts.get(example.target, 0) + 1
+        majority = max(sorted(counts), key=lambda c: counts[c])
+        chance = MetricValue(
+            "accuracy", "higher", 100.0 / num_classes, n=len(references), split="test"
+        )
+        majority_accuracy = Accuracy().compute([majority] * len(references), references)
+        return {
+            "chance": {"accuracy": chance},
+            "majority-class": {"accuracy": majority_accuracy.on_split("test")},
+        }
 
     @staticmethod
     def _predict(

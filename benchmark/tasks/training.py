@@ -1,8 +1,10 @@
 """The training loop every token-based head shares, readable top to bottom.
 
 Batches of cached tokens are padded to ``[B, N, K]`` with a validity mask; the model is
-trained with AdamW for a budget of epochs (and optionally of seconds), validated after every
-epoch, and the best validation state is kept. Seeds fix the initialisation and the order.
+trained with AdamW for a budget of epochs, validated after every epoch, and the best
+validation state is kept. Seeds fix the initialisation and the order, so one fingerprint
+gives one result: the budget is counted in epochs, never in seconds. ``max_seconds`` is a
+safety stop only: a job that runs past it fails with that reason (it is not a budget).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from benchmark.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ class TrainConfig:
         batch_size: utterances per batch.
         lr: peak AdamW learning rate (linear warm-up, cosine decay).
         weight_decay: AdamW decay.
-        max_seconds: stop after this much wall time (0 = no limit).
+        max_seconds: safety stop: fail the job past this much wall time (0 = none).
         grad_clip: max gradient norm.
     """
 
@@ -73,6 +77,22 @@ class TrainConfig:
     max_seconds: float = 0.0
     grad_clip: float = 5.0
     warmup_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("lr", "max_seconds", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+
+
+class TrainingTimeoutError(BenchmarkError):
+    """A head still training past its ``max_seconds`` safety stop."""
 
 
 @dataclass
@@ -155,6 +175,7 @@ def train(
     seed: int = 0,
     progress: bool = True,
     description: str = "train",
+    valid_name: str = "valid_error_percent",
 ) -> TrainResult:
     """Train ``model`` in place; keep the state with the lowest ``validate`` score.
 
@@ -168,6 +189,8 @@ def train(
         seed: seeds the batch order.
         progress: show a progress bar.
         description: progress-bar label.
+        valid_name: what ``validate`` returns, with its unit (the history's key), e.g.
+            ``valid_cer_percent`` or ``valid_error_percent``.
 
     Returns:
         The validation history; the model holds the best state on return.
@@ -190,14 +213,17 @@ def train(
     best_state = copy.deepcopy(model.state_dict())
     start = time.perf_counter()
     bar = tqdm(total=total_steps, desc=description, disable=not progress, leave=False)
-    out_of_time = False
     for epoch in range(config.epochs):
         model.train()
         losses = []
         for batch in batches(train_examples, config.batch_size, True, generator):
             if config.max_seconds and time.perf_counter() - start > config.max_seconds:
-                out_of_time = True  # validate what we have, then stop
-                break
+                bar.close()
+                raise TrainingTimeoutError(
+                    f"{description}: still training at epoch {epoch} after the safety stop "
+                    f"of {config.max_seconds:.0f} s (max_seconds); the budget is "
+                    f"{config.epochs} epochs: raise max_seconds or lower epochs"
+                )
             loss = loss_fn(model, batch.to(device))
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -211,8 +237,6 @@ def train(
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
-        if not losses:
-            break
         model.eval()
         with torch.no_grad():
             score = float(validate(model))
@@ -221,22 +245,17 @@ def train(
                 "epoch": epoch,
                 "steps": len(losses),
                 "train_loss": float(np.mean(losses)),
-                "valid_score": score,
+                valid_name: score,
                 "seconds": time.perf_counter() - start,
             }
         )
-        log.info("%s epoch %d: loss %.4f, valid %.4f", description, epoch, np.mean(losses), score)
+        log.info(
+            "%s epoch %d: loss %.4f, %s %.4f", description, epoch, np.mean(losses), valid_name,
+            score,
+        )  # fmt: skip
         if score < result.best_score:
             result.best_score, result.best_epoch = score, epoch
             best_state = copy.deepcopy(model.state_dict())
-        if out_of_time:
-            log.info(
-                "%s: time budget of %.0f s reached at epoch %d",
-                description,
-                config.max_seconds,
-                epoch,
-            )
-            break
     bar.close()
     model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - start

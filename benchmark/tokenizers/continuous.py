@@ -8,6 +8,9 @@ exactly what quantising the bands costs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 
 from benchmark.api import BuildContext, Tokenizer, TokenizerInfo
@@ -60,8 +63,10 @@ class SSLHiddenStates(Tokenizer):
     Args:
         family: ``wavlm``, ``hubert`` or ``wav2vec2``.
         layers: 1-based transformer layers.
-        tiny_model: use the tiny random model of the same architecture (``mini`` preset).
+        tiny_model: false for the card's weights; ``pretrained`` or ``random`` (true) for
+            the ``mini`` preset's tiny encoder (see :mod:`benchmark.models.ssl_mini`).
         dtype: ``fp32`` or ``bf16`` forward.
+        pretrain: pretraining overrides (``tiny_model: pretrained`` only).
         name: registry name.
         context: build context (device, workdir, card weights).
     """
@@ -70,16 +75,18 @@ class SSLHiddenStates(Tokenizer):
         self,
         family: str = "wavlm",
         layers: tuple[int, ...] | list[int] = (3, 7, 12, 18, 23),
-        tiny_model: bool = False,
+        tiny_model: bool | str = False,
         dtype: str = "fp32",
+        pretrain: Mapping[str, Any] | None = None,
         name: str = "continuous",
         context: BuildContext | None = None,
     ) -> None:
         from benchmark.models.ssl_features import open_ssl_extractor
 
         self.extractor = open_ssl_extractor(
-            family, tuple(layers), tiny_model, context or BuildContext(), dtype
+            family, tuple(layers), tiny_model, context or BuildContext(), dtype, None, pretrain
         )
+        origin = self.extractor.origin
         model_info = self.extractor.info
         self.info = TokenizerInfo(
             name=name,
@@ -87,6 +94,7 @@ class SSLHiddenStates(Tokenizer):
             frame_rate=model_info.sample_rate / model_info.hop,
             layers=tuple(layers),
             feature_dim=model_info.hidden_size,
+            model_label=origin.label if origin is not None else None,
         )
 
     def encode(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,4 +105,9 @@ class SSLHiddenStates(Tokenizer):
 
     def state_fingerprint(self) -> dict:
         """The loaded weights' identity."""
-        return {"weights": self.extractor.info.fingerprint(), "dtype": self.extractor.dtype}
+        origin = self.extractor.origin
+        return {
+            "weights": self.extractor.info.fingerprint(),
+            "dtype": self.extractor.dtype,
+            "tiny_model": origin.to_dict() if origin is not None else None,
+        }

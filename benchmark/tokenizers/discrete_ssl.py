@@ -14,6 +14,14 @@ memory-mapped file, so memory never holds the corpus's feature matrix. Then
 (exact streaming Lloyd passes), and each is saved as ``kmeans_L<layer>_k<K>.pt`` with its
 provenance (encoder id and revision, layer, K, data name, frames).
 
+Released codebooks (``kmeans_import``): instead of fitting, the tokenizer can use the k-means
+files that speechbrain / DASB release (``{speechbrain: FOLDER}``, optionally ``data: NAME``;
+``FOLDER`` or ``FOLDER/kmeans`` holds ``<data>_<family>_k<K>_L<layer>.pt``, see
+:mod:`benchmark.models.sb_quantizers`). Then ``needs_fit`` is False, each codebook is accepted
+for the family, layer and K its file names (speechbrain does not record the exact weights;
+the centres' dimension must match the encoder's), and the files' names and sha256 are in the
+quantizers' provenance and in :meth:`~DiscreteSSLTokenizer.state_fingerprint`.
+
 Encoding: :class:`~benchmark.models.ssl_features.SSLLayerExtractor` runs the encoder only up
 to the deepest requested layer on the padded batch with an attention mask (see its module for
 normalisation, the short-clip rule - clips under 400 samples are zero-padded to 400 and give
@@ -22,10 +30,13 @@ layer's valid frames are assigned to their nearest centroid with batched matrix 
 that device (:class:`~benchmark.models.ssl_codebooks.LayerCodebooks`: float32 products, near
 ties settled in float64, so tokens do not depend on batch shape or BLAS).
 
-Weights: the context's card weights (``{hub, revision}`` or ``{path}``), or with
-``tiny_model: true`` (the ``mini`` preset) a tiny random encoder of the same architecture made
-by :func:`~benchmark.models.ssl_loading.tiny_ssl_model_dir` under ``workdir/models`` and loaded
-through the same path route.
+Weights: the context's card weights (``{hub, revision}`` or ``{path}``), or in the ``mini``
+preset a tiny encoder of the same architecture made under ``workdir/models`` and loaded through
+the same path route (:mod:`benchmark.models.ssl_mini`): ``tiny_model: pretrained`` (the mini
+cards' default) pretrains it on the mini corpus once per fingerprint
+(:mod:`benchmark.models.ssl_pretrain`), ``tiny_model: random`` (or ``true``) keeps it randomly
+initialised, for comparison. Its label ("pretrained by the harness on mini, N steps") is the
+info's ``model_label`` and part of :meth:`~DiscreteSSLTokenizer.state_fingerprint`.
 """
 
 from __future__ import annotations
@@ -41,64 +52,34 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.api import BuildContext, FitData, Tokenizer, TokenizerInfo
+from benchmark.data.manifest import Manifest
 from benchmark.errors import BenchmarkError, DataError
 from benchmark.models.kmeans import ALGORITHM_VERSION as KMEANS_ALGORITHM_VERSION
 from benchmark.models.kmeans import KMeansConfig, KMeansQuantizer, QuantizerError, fit_kmeans
 from benchmark.models.reservoir import FrameReservoir
+from benchmark.models.sb_quantizers import import_sb_quantizers
 from benchmark.models.ssl_codebooks import LayerCodebooks
 from benchmark.models.ssl_features import DTYPES, SSLConfigError, open_ssl_extractor
 from benchmark.models.ssl_loading import FAMILIES
+from benchmark.tokenizers.ssl_params import (
+    architecture_depth,
+    check_clusters_budget,
+    check_fit_frames,
+    check_layer_range,
+    clusters_param,
+    data_param,
+    layers_param,
+)
 
 log = logging.getLogger(__name__)
 
 #: Bump when a change here changes tokens without changing the card or the weights.
 TOKENIZER_VERSION = 1
-DEFAULT_KMEANS_DATA: dict[str, str] = {"corpus": "mini", "subset": "ood", "split": "train"}
 
 
 def quantizer_filename(layer: int, n_clusters: int) -> str:
     """File name of one layer's codebook in a fit folder: ``kmeans_L<layer>_k<K>.pt``."""
     return f"kmeans_L{layer}_k{n_clusters}.pt"
-
-
-def _layers_param(layers: Any) -> tuple[int, ...]:
-    if isinstance(layers, int) and not isinstance(layers, bool):
-        layers = [layers]
-    if not isinstance(layers, Sequence) or isinstance(layers, str) or not layers:
-        raise SSLConfigError(f"layers must be a non-empty list of ints, got {layers!r}")
-    if any(isinstance(x, bool) or not isinstance(x, int) for x in layers):
-        raise SSLConfigError(f"layers must be ints, got {list(layers)!r}")
-    if len(set(layers)) != len(layers):
-        raise SSLConfigError(f"layers {list(layers)} repeat a layer; list each layer once")
-    return tuple(layers)
-
-
-def _clusters_param(num_clusters: Any, layers: tuple[int, ...]) -> tuple[int, ...]:
-    values = [num_clusters] * len(layers) if isinstance(num_clusters, int) else num_clusters
-    if (
-        not isinstance(values, Sequence)
-        or len(values) != len(layers)
-        or any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in values)
-    ):
-        raise SSLConfigError(
-            f"num_clusters must be an int >= 2 or one such int per layer ({len(layers)}), "
-            f"got {num_clusters!r}"
-        )
-    return tuple(values)
-
-
-def _data_param(kmeans_data: Any) -> dict[str, str]:
-    spec = dict(DEFAULT_KMEANS_DATA if kmeans_data is None else kmeans_data)
-    unknown = set(spec) - {"corpus", "subset", "split"}
-    if unknown or "subset" not in spec:
-        raise SSLConfigError(
-            f"kmeans_data must be {{corpus, subset, split}} (subset required), got {kmeans_data!r}"
-        )
-    spec.setdefault("corpus", "mini")
-    spec.setdefault("split", "train")
-    if any(not isinstance(v, str) or not v for v in spec.values()):
-        raise SSLConfigError(f"kmeans_data values must be non-empty strings, got {spec!r}")
-    return spec
 
 
 class DiscreteSSLTokenizer(Tokenizer):
@@ -116,16 +97,25 @@ class DiscreteSSLTokenizer(Tokenizer):
         kmeans_max_iter: maximum exact Lloyd passes.
         dtype: ``fp32`` (default) or ``bf16`` (autocast forward; measured agreement with fp32
             is reported by ``scripts/bench_ssl_encode.py``).
-        tiny_model: use the mini preset's tiny random encoder instead of ``context.weights``.
+        tiny_model: false to load ``context.weights``; ``pretrained`` for the mini preset's
+            tiny encoder pretrained by the harness on mini, ``random`` (or true) for the
+            same architecture randomly initialised.
+        pretrain: overrides of the pretraining settings
+            (:class:`~benchmark.models.ssl_pretrain.PretrainConfig` fields and ``seed``);
+            only with ``tiny_model: pretrained``.
         normalize_wav: normalise each waveform; None follows the model's preprocessor config.
         vocoder: ``{path: vocoder.pt}`` or ``{speechbrain: FOLDER}`` to decode with; None
             (default) makes the tokenizer encode-only.
+        kmeans_import: ``{speechbrain: FOLDER}`` (optionally with ``data: NAME``) to use the
+            released speechbrain / DASB k-means files of ``FOLDER`` (or ``FOLDER/kmeans``)
+            instead of fitting; None (default) fits k-means on ``kmeans_data``.
         name: registry name.
         context: the harness's build context (device, workdir, weights).
 
     Raises:
         SSLConfigError: an unusable parameter (one line).
         WeightsUnavailableError: weights that cannot be loaded (one line).
+        QuantizerError: ``kmeans_import`` files that are missing or do not fit the encoder.
     """
 
     needs_fit = True
@@ -140,9 +130,11 @@ class DiscreteSSLTokenizer(Tokenizer):
         kmeans_seed: int = 0,
         kmeans_max_iter: int = 100,
         dtype: str = "fp32",
-        tiny_model: bool = False,
+        tiny_model: bool | str = False,
         normalize_wav: bool | None = None,
         vocoder: Mapping[str, str] | None = None,
+        kmeans_import: Mapping[str, str] | None = None,
+        pretrain: Mapping[str, Any] | None = None,
         name: str = "discrete-ssl",
         context: BuildContext | None = None,
     ) -> None:
@@ -159,20 +151,27 @@ class DiscreteSSLTokenizer(Tokenizer):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise SSLConfigError(f"{label} must be an int >= {low}, got {value!r}")
         self.family = family
-        self.layers = _layers_param(layers)
-        self.num_clusters = _clusters_param(num_clusters, self.layers)
-        self.kmeans_data = _data_param(kmeans_data)
+        self.layers = layers_param(layers)
+        self.num_clusters = clusters_param(num_clusters, self.layers)
+        self.kmeans_data = data_param(kmeans_data)
+        depth, model = architecture_depth(family, tiny_model, context.weights)
+        check_layer_range(self.layers, depth, model)
+        if kmeans_import is None:
+            check_clusters_budget(self.num_clusters, kmeans_max_frames)
         self.kmeans_max_frames = kmeans_max_frames
         self.kmeans_seed = kmeans_seed
         self.kmeans_max_iter = kmeans_max_iter
         self.dtype = dtype
         self.progress = context.progress
         self.extractor = open_ssl_extractor(
-            family, self.layers, tiny_model, context, dtype, normalize_wav
+            family, self.layers, tiny_model, context, dtype, normalize_wav, pretrain
         )
         self.model, self.model_info = self.extractor.model, self.extractor.info
-        self.tiny_model = bool(tiny_model)
+        self.origin = self.extractor.origin
+        self.tiny_model = self.origin is not None
         self.codebooks: LayerCodebooks | None = None
+        #: provenance of each layer's codebook (fitted or imported), in ``layers`` order
+        self.quantizer_provenance: list[dict[str, Any]] = []
         info = self.model_info
         self.info = TokenizerInfo(
             name=name,
@@ -181,10 +180,17 @@ class DiscreteSSLTokenizer(Tokenizer):
             codebook_sizes=self.num_clusters,
             can_decode=vocoder is not None,
             layers=self.layers,
+            model_label=self.origin.label if self.origin is not None else None,
         )
         self.vocoder_spec = dict(vocoder) if vocoder else None
         self._vocoder: Any = None
         self._device = str(context.device or "cpu")
+        self.kmeans_import = dict(kmeans_import) if kmeans_import is not None else None
+        self.needs_fit = self.kmeans_import is None
+        if self.kmeans_import is not None:
+            self.set_quantizers(
+                import_sb_quantizers(self.kmeans_import, family, self.layers, self.num_clusters)
+            )
 
     # ------------------------------------------------------------------ fitting
 
@@ -197,6 +203,17 @@ class DiscreteSSLTokenizer(Tokenizer):
         features, frames = self.extractor(wav, lengths)
         valid = torch.arange(features.shape[2]).unsqueeze(0) < frames.unsqueeze(1)
         return features[:, valid.to(features.device)]
+
+    def check_fit_data(self, manifest: Manifest) -> None:
+        """Refuse, before any extraction, fit data with fewer frames than ``num_clusters``.
+
+        Raises:
+            SSLConfigError: the largest K exceeds the frames the manifest can give.
+        """
+        if self.needs_fit:
+            durations = [u.duration for u in manifest]
+            name = str(manifest.source or "the k-means data")
+            check_fit_frames(self.num_clusters, durations, self.info.frame_rate, name)
 
     def fit(self, data: FitData, out_dir: Path) -> None:
         """Train one k-means per layer on ``data`` and save the codebooks under ``out_dir``.
@@ -292,6 +309,9 @@ class DiscreteSSLTokenizer(Tokenizer):
     def set_quantizers(self, quantizers: Sequence[KMeansQuantizer]) -> None:
         """Use these codebooks, one per layer in ``layers`` order (checked as in ``load_fitted``).
 
+        A codebook imported from speechbrain's files (provenance ``imported``) names only the
+        encoder family, so it is checked against ``family`` instead of the exact weights.
+
         Raises:
             QuantizerError: wrong count, or a codebook for another encoder/layer/K/dimension.
         """
@@ -301,15 +321,27 @@ class DiscreteSSLTokenizer(Tokenizer):
             )
         dim = self.model_info.hidden_size
         for quantizer, layer, k in zip(quantizers, self.layers, self.num_clusters, strict=True):
-            quantizer.check(
-                self.model_info.encoder_id, layer, k, where=f"quantizer of layer {layer}"
-            )
+            imported = quantizer.provenance.get("imported")
+            encoder = self.family if isinstance(imported, Mapping) else self.model_info.encoder_id
+            quantizer.check(encoder, layer, k, where=f"quantizer of layer {layer}")
+            if isinstance(imported, Mapping):
+                log.info(
+                    "layer %d: k-means imported from %s file %s (sha256 %s), accepted for "
+                    "family %s; it was not trained on %s's exact weights here",
+                    layer,
+                    imported.get("format"),
+                    imported.get("file"),
+                    str(imported.get("sha256"))[:12],
+                    self.family,
+                    self.model_info.encoder_id,
+                )
             if quantizer.dim != dim:
                 raise QuantizerError(
                     f"quantizer of layer {layer} has dim {quantizer.dim} but "
                     f"{self.model_info.encoder_id} layers have {dim}; it is for another encoder"
                 )
         self.codebooks = LayerCodebooks([q.centroids for q in quantizers], self.extractor.device)
+        self.quantizer_provenance = [dict(q.provenance) for q in quantizers]
 
     # ------------------------------------------------------------------ encoding
 
@@ -368,7 +400,7 @@ class DiscreteSSLTokenizer(Tokenizer):
                 "vocoder: {path: ...} in the card (or --tokenizer-param)"
             )
         if self._vocoder is None:
-            from benchmark.models.sb_vocoder import open_vocoder
+            from benchmark.vocoders.speechbrain_vocoder import open_vocoder
 
             self._vocoder = open_vocoder(
                 self.vocoder_spec,
@@ -385,8 +417,12 @@ class DiscreteSSLTokenizer(Tokenizer):
         return torch.stack([c.cpu() for c in self.codebooks.centroids()])
 
     def state_fingerprint(self) -> Mapping[str, Any]:
-        """Resolved weights (hub id + revision, or config/weight hashes), dtype and settings."""
-        return {
+        """Resolved weights (hub id + revision, or config/weight hashes), dtype and settings.
+
+        With ``kmeans_import``, also ``kmeans_import``: per layer the imported file's format,
+        name, sha256 and data name (the codebooks are then part of the token identity).
+        """
+        state: dict[str, Any] = {
             "version": TOKENIZER_VERSION,
             "kmeans_algorithm": KMEANS_ALGORITHM_VERSION,
             "weights": self.model_info.fingerprint(),
@@ -397,4 +433,11 @@ class DiscreteSSLTokenizer(Tokenizer):
             "kmeans_data": dict(self.kmeans_data),
             "vocoder": self.vocoder_spec,
             "short_clips": f"zero-padded to {self.model_info.receptive_field} samples",
+            "tiny_model": self.origin.to_dict() if self.origin is not None else None,
         }
+        if self.kmeans_import is not None:
+            state["kmeans_import"] = {
+                str(layer): dict(provenance["imported"])
+                for layer, provenance in zip(self.layers, self.quantizer_provenance, strict=True)
+            }
+        return state

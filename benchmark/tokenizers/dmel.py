@@ -30,7 +30,7 @@ extremes, one codebook per channel) is the paper's.
 Decoding. Griffin-Lim through the ``dummy`` tokenizer's vocoding path is the documented
 fallback (cheap, deterministic, never good); :func:`mel_bands` lets it invert 80 bands on the
 short window. A trained vocoder plugs in through ``vocoder`` (:data:`Vocoder`): a token
-vocoder such as the harness's :class:`benchmark.models.vocoder.ScalableVocoder` (anything with
+vocoder such as the harness's :class:`benchmark.vocoders.model.ScalableVocoder` (anything with
 the tokenizer's ``decode(tokens, token_lengths, codebooks)``) gets the ids as they are; a
 :class:`MelVocoder` (a callable) gets the dequantised log-mel ``[B, N, n_mels]`` in dB.
 """
@@ -48,9 +48,9 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.api import BuildContext, FitData, Tokenizer, TokenizerInfo
+from benchmark.decode_validation import check_decode_inputs
 from benchmark.errors import BenchmarkError, DataError
 from benchmark.tokenizers.dummy import MelBandTokenizer
-from benchmark.tokenizers.validation import check_decode_inputs
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ import torch
 import torchaudio
 
 from benchmark.api import Tokenizer, TokenizerInfo
-from benchmark.tokenizers.validation import check_decode_inputs, describe
+from benchmark.decode_validation import check_decode_inputs, describe
 
 logger = logging.getLogger(__name__)
 

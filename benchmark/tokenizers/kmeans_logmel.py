@@ -43,6 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.api import BuildContext, FitData, Tokenizer, TokenizerInfo
+from benchmark.decode_validation import check_decode_inputs
 from benchmark.errors import BenchmarkError, DataError
 from benchmark.models.kmeans import ALGORITHM_VERSION as KMEANS_ALGORITHM_VERSION
 from benchmark.models.kmeans import KMeansConfig, KMeansQuantizer, QuantizerError, fit_kmeans
@@ -57,7 +58,6 @@ from benchmark.tokenizers.dmel import (
     fit_batches,
     mel_bands,
 )
-from benchmark.tokenizers.validation import check_decode_inputs
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,122 @@
+"""``run`` and ``plan`` on top of the planner and the in-process executor.
+
+``run`` is plan + execute: it checks that the results folder takes new files, removes temp
+files of dead processes, plans, builds the synthesised corpora the plan waits on (then plans
+again, now with every key known), and executes what is to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from benchmark.api import DataRef, Tokenizer
+from benchmark.cache import TokenSplit
+from benchmark.data.manifest import Manifest
+from benchmark.errors import UsageError
+from benchmark.pipeline.config import RunConfig
+from benchmark.pipeline.env import StepEnv
+from benchmark.pipeline.graph import StepGraph
+from benchmark.pipeline.local import JobOutcome, execute
+from benchmark.pipeline.plan import Planner
+from benchmark.pipeline.steps import load_tokens
+from benchmark.pipeline.store import StoreWriteError, check_writable, remove_stale_temps
+from benchmark.registry import Registries
+
+log = logging.getLogger(__name__)
+
+
+def make_env(config: RunConfig, registries: Registries | None = None) -> StepEnv:
+    """The step environment of a command (threads set, stale temps of dead processes gone)."""
+    env = StepEnv(config, registries)
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    removed = remove_stale_temps(config.workdir)
+    if removed:
+        log.info("removed %d temp file(s) left by killed runs", removed)
+    return env
+
+
+def plan(config: RunConfig, registries: Registries | None = None) -> tuple[StepEnv, StepGraph]:
+    """The graph of a command line, with every step's state (prepares nothing)."""
+    env = make_env(config, registries)
+    return env, Planner(env).plan()
+
+
+def _prepare_pending(graph: StepGraph, env: StepEnv) -> bool:
+    pending = [s for s in graph if s.kind == "prepare" and s.state == "to do"]
+    if not pending and not any(s.state == "pending" for s in graph):
+        return False
+    for step in pending:
+        step.goal = True
+    execute(_only(graph, [s.id for s in pending]), env)
+    return True
+
+
+def _only(graph: StepGraph, ids: list[str]) -> StepGraph:
+    sub = StepGraph()
+    for step_id in ids:
+        sub.add(graph.steps[step_id])
+    return sub
+
+
+def run(config: RunConfig, registries: Registries | None = None) -> list[JobOutcome]:
+    """Plan and execute a command line; one outcome per job.
+
+    Raises:
+        UsageError: the results folder cannot take new files (before any work), or a
+            usage error from the planner.
+    """
+    try:
+        check_writable(config.results_dir, "results")
+    except StoreWriteError as exc:
+        raise UsageError(str(exc)) from None
+    remove_stale_temps(config.results_dir)
+    env, graph = plan(config, registries)
+    if _prepare_pending(graph, env):
+        graph = Planner(env).plan()
+    return execute(graph, env, config.fail_fast)
+
+
+def tokenizer_tokens(
+    env: StepEnv, tokenizer: str, data: Mapping[str, DataRef | Manifest]
+) -> tuple[Tokenizer, str, dict[str, TokenSplit]]:
+    """A tokenizer fitted (once per key) and ``data`` encoded through the token cache.
+
+    Returns:
+        The fitted tokenizer, its key and ``{split: TokenSplit}``.
+    """
+    graph, tok, caches = Planner(env).plan_tokens(tokenizer, data)
+    if any(s.kind == "prepare" and s.goal for s in graph):
+        execute(graph, env)
+        graph, tok, caches = Planner(env).plan_tokens(tokenizer, data)
+    execute(graph, env)
+    tokenizer_obj = env.tokenizer(tok.spec, tok.fit_dir)
+    sizes = tokenizer_obj.info.codebook_sizes
+    splits = {split: load_tokens(cache, tok.kept, sizes, env) for split, cache in caches.items()}
+    return tokenizer_obj, tok.key or "", splits
+
+
+def format_plan(graph: StepGraph) -> list[str]:
+    """One line per step: state, key prefix, label, and why it is to do."""
+    width = max((len(step.label) for step in graph), default=10)
+    lines = []
+    needed = {step.id for step in graph.needed()}
+    for step in graph:
+        state = step.state
+        if state == "to do" and step.id not in needed:
+            state, reason = "not needed", "every step that uses it is done"
+        else:
+            reason = step.reason
+        key = step.key[:12] if step.key != "pending" else "pending"
+        why = f"  ({reason})" if reason else ""
+        lines.append(f"{state:<10}  {key:<12}  {step.label:<{width}}{why}")
+    counts: dict[str, Any] = {}
+    for step in graph:
+        counts[step.state] = counts.get(step.state, 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    lines.append(f"{len(graph)} steps: {summary}; {len(needed)} to run")
+    return lines

@@ -1,0 +1,111 @@
+"""The in-process executor: runs a planned graph step by step, in dependency order.
+
+Each needed step runs with its output's lock held (:func:`~benchmark.pipeline.store.output_lock`)
+and is re-checked under the lock, so two processes on one workdir wait for each other instead
+of computing a step twice. A step that raises is recorded and the run goes on: jobs that
+needed it get a ``failed`` (or ``unavailable``) record naming the step and its error, unless
+``fail_fast`` stops the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.errors import BenchmarkError
+from benchmark.pipeline.env import StepEnv
+from benchmark.pipeline.graph import Step, StepGraph
+from benchmark.pipeline.records import ResultRecord
+from benchmark.pipeline.status import is_done
+from benchmark.pipeline.steps import UpstreamError, failure_record, run_step
+from benchmark.pipeline.store import StoreWriteError, output_lock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobOutcome:
+    """One finished (or skipped) job, for the command's summary."""
+
+    tokenizer: str
+    task: str
+    seed: int
+    status: str
+    path: Path
+    skipped: bool = False
+    main_metric: str | None = None
+    value: float | None = None
+    error: str | None = None
+
+
+class FailFast(BenchmarkError):
+    """``--fail-fast``: a step failed and the run stopped there."""
+
+
+def execute(graph: StepGraph, env: StepEnv, fail_fast: bool = False) -> list[JobOutcome]:
+    """Run the graph's needed steps; return one outcome per job (goal) step."""
+    failures: dict[str, BaseException] = {}
+    ran: set[str] = set()
+    for step in graph.needed():
+        failed_inputs = [i for i in step.inputs if i in failures]
+        if failed_inputs:
+            upstream = graph.steps[failed_inputs[0]]
+            cause = failures[failed_inputs[0]]
+            error = UpstreamError(f"{upstream.label} failed: {cause}")
+            error.__cause__ = cause
+            failures[step.id] = error
+            if step.kind in ("job", "profile"):
+                _write_failure(step, env, error)
+            continue
+        try:
+            _run_locked(step, env)
+            ran.add(step.id)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # a failing step is recorded, the run goes on
+            log.error("%s failed: %s", step.label, exc)
+            log.debug("%s failed", step.label, exc_info=True)
+            failures[step.id] = exc
+            if step.kind in ("job", "profile") and not isinstance(exc, StoreWriteError):
+                _write_failure(step, env, exc)
+            if fail_fast:
+                raise FailFast(f"{step.label} failed: {exc} (--fail-fast)") from exc
+    for step in graph.goals():
+        if step.kind not in ("job", "profile") and step.id in failures:
+            raise failures[step.id]
+    return [_outcome(step, step.id not in ran and step.id not in failures, failures)
+            for step in graph.goals() if step.kind in ("job", "profile")]  # fmt: skip
+
+
+def _run_locked(step: Step, env: StepEnv) -> None:
+    with output_lock(step.output, step.label):
+        if (step.kind != "job" or not env.config.overwrite) and is_done(step, env):
+            log.info("%s: done by another process", step.label)
+            return
+        log.info("%s", step.label)
+        run_step(step, env)
+
+
+def _write_failure(step: Step, env: StepEnv, exc: BaseException) -> None:
+    try:
+        failure_record(step, env, exc).to_disk(step.output)
+    except StoreWriteError as write_error:
+        log.error("%s", write_error)
+
+
+def _outcome(step: Step, skipped: bool, failures: dict[str, BaseException]) -> JobOutcome:
+    spec = step.spec
+    record = ResultRecord.load_or_none(step.output)
+    error = failures.get(step.id)
+    if error is not None and (record is None or record.fingerprint != step.key):
+        return JobOutcome(spec["tokenizer_name"], spec["task_name"], spec["seed"], "failed",
+                          step.output, False, error=str(error))  # fmt: skip
+    if record is None:
+        return JobOutcome(spec["tokenizer_name"], spec["task_name"], spec["seed"], "failed",
+                          step.output, False, error="no record was written")  # fmt: skip
+    message = (record.error or {}).get("message")
+    return JobOutcome(
+        spec["tokenizer_name"], spec["task_name"], spec["seed"], record.status, step.output,
+        skipped and record.status == "ok", record.main_metric, record.main_value, message,
+    )  # fmt: skip

@@ -1,0 +1,196 @@
+"""Pretraining the mini preset's tiny SSL encoders (tiny budgets, a shrunk mini corpus)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark.api import BuildContext
+from benchmark.data.corpora import corpus_manifest
+from benchmark.models import ssl_pretrain
+from benchmark.models.hf_weights import sha256_file
+from benchmark.models.ssl_loading import load_ssl_model
+from benchmark.models.ssl_mini import PRETRAIN_SPLITS, heldout_speakers, pretrained_tiny_ssl
+from benchmark.models.ssl_pretrain import (
+    MARKER,
+    PretrainConfig,
+    PretrainConfigError,
+    pretrain_fingerprint,
+    pretrain_tiny_ssl,
+    span_mask,
+)
+from benchmark.models.ssl_pretrain_data import PretrainDataError, frame_features, num_frames
+
+SCALE = 0.01  # 20 speakers, one asr utterance each: a few seconds to synthesise
+#: A budget of seconds: 30 steps of 2 0.6-second crops, 8 log-mel clusters.
+SMALL = PretrainConfig(
+    steps=30,
+    batch_size=2,
+    crop_frames=30,
+    lr=3e-3,
+    warmup_steps=5,
+    targets=(("logmel", 8),),
+    kmeans_max_iter=5,
+    log_every=5,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory) -> BuildContext:
+    workdir = tmp_path_factory.mktemp("pretrain")
+    return BuildContext(workdir=workdir, corpus_scale=SCALE, progress=False)
+
+
+@pytest.fixture(scope="module")
+def data(context):
+    manifests = [corpus_manifest("mini", s, split, context) for s, split in PRETRAIN_SPLITS]
+    return manifests, heldout_speakers(context)
+
+
+@pytest.fixture(scope="module")
+def trained(data, context) -> tuple[Path, dict]:
+    manifests, heldout = data
+    out = Path(context.workdir) / "a"
+    summary = pretrain_tiny_ssl("hubert", manifests, out, SMALL, seed=3, heldout_speakers=heldout)
+    return out, summary
+
+
+def test_targets_align_with_the_encoder_frames():
+    for samples in (400, 719, 720, 16000, 32123):
+        assert frame_features(torch.randn(samples), "logmel").shape == (num_frames(samples), 40)
+        assert frame_features(torch.randn(samples), "mfcc").shape == (num_frames(samples), 39)
+
+
+def test_span_mask_covers_about_the_asked_fraction_within_each_item():
+    generator = torch.Generator().manual_seed(0)
+    mask = span_mask([200, 120, 30], 200, 0.65, 10, generator)
+    assert not mask[1, 120:].any() and not mask[2, 30:].any()
+    assert 0.3 < float(mask[0].float().mean()) < 0.8
+
+
+def test_loss_goes_down_and_the_folder_loads_like_real_weights(trained):
+    out, summary = trained
+    losses = summary["loss"]
+    assert len(losses) == SMALL.steps
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.2
+    assert summary["label"] == "pretrained by the harness on mini, 30 steps"
+    assert "logmel (K = 8)" in summary["learned_from"]
+    model, info = load_ssl_model({"path": str(out)}, "hubert")
+    assert info.source == "path" and info.num_hidden_layers == 24 and info.do_normalize
+    assert info.hop == 320 and not model.training
+    saved = json.loads((out / "pretrain.json").read_text())
+    assert saved["fingerprint"] == (out / MARKER).read_text().strip()
+
+
+def test_same_seed_gives_identical_weights_and_another_seed_does_not(data, context):
+    manifests, heldout = data
+    short = dataclasses.replace(SMALL, steps=4)
+    runs = {}
+    for name, seed in (("b", 3), ("c", 3), ("d", 4)):
+        folder = Path(context.workdir) / name
+        summary = pretrain_tiny_ssl(
+            "hubert", manifests, folder, short, seed=seed, heldout_speakers=heldout
+        )
+        runs[name] = (sha256_file(folder / "model.safetensors"), summary["loss"])
+    assert runs["b"] == runs["c"]  # bit for bit
+    assert runs["d"][0] != runs["b"][0] and runs["d"][1] != runs["b"][1]
+
+
+def test_a_finished_folder_is_not_trained_again(trained, data, monkeypatch):
+    out, summary = trained
+    manifests, heldout = data
+
+    def fail(*_args, **_kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(ssl_pretrain, "_train", fail)
+    monkeypatch.setattr(ssl_pretrain, "load_pretrain_corpus", fail)
+    before = sha256_file(out / "model.safetensors")
+    again = pretrain_tiny_ssl("hubert", manifests, out, SMALL, seed=3, heldout_speakers=heldout)
+    assert again == summary and sha256_file(out / "model.safetensors") == before
+    with pytest.raises(AssertionError, match="trained again"):  # another seed: not cached
+        pretrain_tiny_ssl("hubert", manifests, out, SMALL, seed=5, heldout_speakers=heldout)
+
+
+def test_the_fingerprint_covers_settings_data_seed_and_family(data):
+    manifests, heldout = data
+    base = pretrain_fingerprint("hubert", manifests, SMALL, 3, heldout)
+    assert pretrain_fingerprint("hubert", manifests, SMALL, 3, heldout) == base
+    changed = [
+        pretrain_fingerprint("wavlm", manifests, SMALL, 3, heldout),
+        pretrain_fingerprint("hubert", manifests[:1], SMALL, 3, heldout),
+        pretrain_fingerprint("hubert", manifests, dataclasses.replace(SMALL, lr=1e-3), 3, heldout),
+        pretrain_fingerprint("hubert", manifests, SMALL, 4, heldout),
+    ]
+    assert all(fp != base for fp in changed)
+    assert {"torch", "transformers", "version"} <= set(base)
+
+
+def test_valid_and_test_speakers_never_enter_pretraining(data, context, tmp_path):
+    manifests, heldout = data
+    asr_heldout = {
+        u.speaker
+        for split in ("valid", "test")
+        for u in corpus_manifest("mini", "asr", split, context)
+    }
+    assert asr_heldout and asr_heldout <= heldout
+    assert not {u.speaker for m in manifests for u in m} & heldout
+    for split in ("valid", "test"):
+        held_out_split = corpus_manifest("mini", "asr", split, context)
+        with pytest.raises(PretrainDataError, match=f"is a {split} split"):
+            pretrain_tiny_ssl(
+                "hubert", [held_out_split], tmp_path / split, SMALL, heldout_speakers=heldout
+            )
+    a_train_speaker = manifests[0].utterances[0].speaker
+    with pytest.raises(PretrainDataError, match="held-out speaker"):
+        pretrain_tiny_ssl(
+            "hubert", manifests, tmp_path / "x", SMALL, heldout_speakers={a_train_speaker}
+        )
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_settings_are_one_line_errors():
+    with pytest.raises(PretrainConfigError, match="unknown pretrain settings"):
+        PretrainConfig.from_mapping({"stepz": 3})
+    with pytest.raises(PretrainConfigError, match="targets"):
+        PretrainConfig(targets=(("spectrogram", 10),))
+    with pytest.raises(PretrainConfigError, match="steps"):
+        PretrainConfig(steps=0)
+
+
+def test_the_tokenizer_loads_the_pretrained_model_and_records_its_label(context):
+    from benchmark.tokenizers.discrete_ssl import DiscreteSSLTokenizer
+
+    overrides = {**SMALL.to_dict(), "steps": 4}
+    tokenizer = DiscreteSSLTokenizer(
+        family="wavlm",
+        num_clusters=8,
+        tiny_model="pretrained",
+        pretrain=overrides,
+        context=context,
+    )
+    label = "pretrained by the harness on mini, 4 steps"
+    assert tokenizer.info.model_label == label
+    assert tokenizer.info.to_dict()["model_label"] == label
+    state = tokenizer.state_fingerprint()["tiny_model"]
+    assert state["kind"] == "pretrained" and state["label"] == label
+    folder, origin = pretrained_tiny_ssl("wavlm", context, overrides)  # cached: same folder
+    assert Path(tokenizer.model_info.folder) == folder.resolve()
+    assert origin.fingerprint == state["pretrain_fingerprint"]
+    random = DiscreteSSLTokenizer(
+        family="wavlm", num_clusters=8, tiny_model="random", context=context
+    )
+    assert random.state_fingerprint()["tiny_model"]["kind"] == "random"
+    assert random.model_info.encoder_id != tokenizer.model_info.encoder_id
