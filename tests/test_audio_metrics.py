@@ -204,7 +204,7 @@ def test_registry_strings_load_as_metrics(name):
 
 
 def test_vocoder_dnsmos_uses_the_same_judge(audio):
-    from benchmark.tasks.vocoder_eval import dnsmos_metric
+    from benchmark.vocoders.evaluation import dnsmos_metric
 
     wave = load_audio(audio["noisy"], SR)
     result = dnsmos_metric([wave], SR)

@@ -247,14 +247,23 @@ def train_enhancer(
         progress: show a progress bar.
 
     Returns:
-        The training history (``valid_score`` is ``1 - token accuracy``).
+        The training history (``valid_token_error`` is ``1 - token accuracy``).
     """
 
     def validate(net: nn.Module) -> float:
         return 1.0 - token_accuracy(net, valid_pairs, device)
 
     return train(
-        model, batch_loss, validate, train_pairs, config, device, seed, progress, "enhancer"
+        model,
+        batch_loss,
+        validate,
+        train_pairs,
+        config,
+        device,
+        seed,
+        progress,
+        "enhancer",
+        valid_name="valid_token_error",
     )
 
 

@@ -51,7 +51,7 @@ STACK = 2
 ARCHITECTURE: dict[str, Any] = {"hidden": 160, "dilations": [1, 2, 4, 1, 2, 4], "kernel": 5}
 DROPOUT = 0.1
 #: The default budget for the full mini corpus (about 47 min of training audio).
-DEFAULT_BUDGET = JudgeBudget(epochs=8, batch_size=8, lr=3e-3, max_seconds=300.0)
+DEFAULT_BUDGET = JudgeBudget(epochs=8, batch_size=8, lr=3e-3, max_seconds=1200.0)
 
 
 class _Block(nn.Module):
@@ -199,7 +199,16 @@ def train_mini_asr_judge(
         warmup_fraction=0.1,
     )
     result = train(
-        model, loss_fn, valid_cer, train_set, config, "cpu", seed, progress, "mini asr judge"
+        model,
+        loss_fn,
+        valid_cer,
+        train_set,
+        config,
+        "cpu",
+        seed,
+        progress,
+        "mini asr judge",
+        valid_name="valid_cer_percent",
     )
     fingerprint = mini_asr_judge_fingerprint(train_manifest, valid_manifest, seed, budget)
     meta = {

@@ -46,8 +46,9 @@ class JudgeBudget:
         epochs: passes over the training examples.
         batch_size: examples per step.
         lr: peak AdamW learning rate (linear warm-up, cosine decay).
-        max_seconds: wall-clock cap (0 = none). Reaching it makes the judge depend on the
-            machine's speed, so the defaults are sized to finish well before it.
+        max_seconds: safety stop, not a budget (0 = none): training still running past it
+            fails with :class:`~benchmark.tasks.training.TrainingTimeoutError`. The defaults
+            are several times the time the epochs take on a busy 2-core machine.
     """
 
     epochs: int

@@ -54,7 +54,7 @@ ARCHITECTURE: dict[str, Any] = {
 #: Training crops: length and hop in frames (2 s and 1 s at 20 ms).
 CROP, CROP_HOP = 100, 50
 MARGIN, SCALE = 0.2, 30.0
-DEFAULT_BUDGET = JudgeBudget(epochs=10, batch_size=32, lr=3e-3, max_seconds=200.0)
+DEFAULT_BUDGET = JudgeBudget(epochs=10, batch_size=32, lr=3e-3, max_seconds=900.0)
 
 
 class SpeakerModel(nn.Module):
@@ -167,7 +167,16 @@ def train_mini_speaker_judge(
         warmup_fraction=0.1,
     )
     result = train(
-        model, loss_fn, valid_error, train_set, config, "cpu", seed, progress, "mini speaker judge"
+        model,
+        loss_fn,
+        valid_error,
+        train_set,
+        config,
+        "cpu",
+        seed,
+        progress,
+        "mini speaker judge",
+        valid_name="valid_error_percent",
     )
     meta = {
         "kind": KIND,
