@@ -54,6 +54,19 @@ BUILTIN_METRICS: dict[str, tuple[str, str]] = {
     "accuracy": ("benchmark.metrics.classification:Accuracy", "fraction of correct labels"),
     "wer": ("benchmark.metrics.asr:WordErrorRate", "word error rate (jiwer), in %"),
     "cer": ("benchmark.metrics.asr:CharacterErrorRate", "character error rate (jiwer), in %"),
+    "pesq": ("benchmark.metrics.intrusive:PESQ", "wide-band PESQ against the clean reference"),
+    "stoi": ("benchmark.metrics.intrusive:STOI", "STOI against the clean reference"),
+    "dnsmos_sig": ("benchmark.metrics.dnsmos:DNSMOSSig", "DNSMOS P.835 speech quality"),
+    "dnsmos_bak": ("benchmark.metrics.dnsmos:DNSMOSBak", "DNSMOS P.835 background quality"),
+    "dnsmos_ovrl": ("benchmark.metrics.dnsmos:DNSMOSOvrl", "DNSMOS P.835 overall quality"),
+    "dnsmos_p808": ("benchmark.metrics.dnsmos:DNSMOSP808", "DNSMOS P.808 MOS"),
+    "dwer": ("benchmark.metrics.dwer:DWER", "WER between transcripts of output and reference"),
+    "dcer": ("benchmark.metrics.dwer:DCER", "CER between transcripts of output and reference"),
+    "speaker_similarity": (
+        "benchmark.metrics.speaker_similarity:SpeakerSimilarity",
+        "cosine of speaker embeddings of output and reference",
+    ),
+    "utmos": ("benchmark.metrics.utmos:UTMOS", "UTMOS22 strong learner MOS prediction"),
 }
 
 
