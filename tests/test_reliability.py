@@ -155,6 +155,21 @@ def test_more_clusters_than_fit_frames_stops_before_any_extraction(workdir, tmp_
     assert not (workdir / "tokens").exists() and not (workdir / "fitted").exists()
 
 
+def test_kmeans_logmel_cluster_counts_are_checked_before_any_extraction(workdir, tmp_path):
+    from benchmark.pipeline.commands import plan
+
+    results = tmp_path / "results"
+    budget = _config(workdir, results, tokenizers=("kmeans-logmel",),
+                     tokenizer_params=(("num_clusters", 600000),))  # fmt: skip
+    with pytest.raises(UsageError, match="num_clusters 600000 exceeds kmeans_max_frames=500000"):
+        plan(budget)
+    frames = _config(workdir, results, tokenizers=("kmeans-logmel",),
+                     tokenizer_params=(("num_clusters", 100000),))  # fmt: skip
+    with pytest.raises(UsageError, match="num_clusters 100000 is more than the at most"):
+        run(frames)
+    assert not (workdir / "tokens").exists() and not (workdir / "fitted").exists()
+
+
 # ------------------------------------------------------------------------ full disk
 
 
