@@ -147,8 +147,10 @@ def test_tokenizer_parameter_errors_surface_at_plan_time(tmp_path, param, expect
 
 
 def test_more_clusters_than_fit_frames_stops_before_any_extraction(workdir, tmp_path):
+    # a random tiny encoder: the check must not wait for the mini preset's pretraining
+    params = (("num_clusters", 100000), ("tiny_model", "random"))
     config = _config(workdir, tmp_path / "results", tokenizers=("wavlm-dasb",),
-                     tokenizer_params=(("num_clusters", 100000),))  # fmt: skip
+                     tokenizer_params=params)  # fmt: skip
     with pytest.raises(UsageError, match="num_clusters 100000 is more than the at most") as info:
         run(config)
     assert "ood/train.jsonl" in str(info.value) and "\n" not in str(info.value)
