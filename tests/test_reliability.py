@@ -147,11 +147,28 @@ def test_tokenizer_parameter_errors_surface_at_plan_time(tmp_path, param, expect
 
 
 def test_more_clusters_than_fit_frames_stops_before_any_extraction(workdir, tmp_path):
+    # a random tiny encoder: the check must not wait for the mini preset's pretraining
+    params = (("num_clusters", 100000), ("tiny_model", "random"))
     config = _config(workdir, tmp_path / "results", tokenizers=("wavlm-dasb",),
-                     tokenizer_params=(("num_clusters", 100000),))  # fmt: skip
+                     tokenizer_params=params)  # fmt: skip
     with pytest.raises(UsageError, match="num_clusters 100000 is more than the at most") as info:
         run(config)
     assert "ood/train.jsonl" in str(info.value) and "\n" not in str(info.value)
+    assert not (workdir / "tokens").exists() and not (workdir / "fitted").exists()
+
+
+def test_kmeans_logmel_cluster_counts_are_checked_before_any_extraction(workdir, tmp_path):
+    from benchmark.pipeline.commands import plan
+
+    results = tmp_path / "results"
+    budget = _config(workdir, results, tokenizers=("kmeans-logmel",),
+                     tokenizer_params=(("num_clusters", 600000),))  # fmt: skip
+    with pytest.raises(UsageError, match="num_clusters 600000 exceeds kmeans_max_frames=500000"):
+        plan(budget)
+    frames = _config(workdir, results, tokenizers=("kmeans-logmel",),
+                     tokenizer_params=(("num_clusters", 100000),))  # fmt: skip
+    with pytest.raises(UsageError, match="num_clusters 100000 is more than the at most"):
+        run(frames)
     assert not (workdir / "tokens").exists() and not (workdir / "fitted").exists()
 
 

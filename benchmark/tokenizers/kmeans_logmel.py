@@ -43,6 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark.api import BuildContext, FitData, Tokenizer, TokenizerInfo
+from benchmark.data.manifest import Manifest
 from benchmark.decode_validation import check_decode_inputs
 from benchmark.errors import BenchmarkError, DataError
 from benchmark.models.kmeans import ALGORITHM_VERSION as KMEANS_ALGORITHM_VERSION
@@ -58,6 +59,7 @@ from benchmark.tokenizers.dmel import (
     fit_batches,
     mel_bands,
 )
+from benchmark.tokenizers.ssl_params import check_fit_frames
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,12 @@ class KMeansLogMelTokenizer(Tokenizer):
         self.n_mels = check_int(owner, "n_mels", n_mels, 1)
         self.stack_neighbours = check_int(owner, "stack_neighbours", stack_neighbours, 0)
         self.kmeans_max_frames = check_int(owner, "kmeans_max_frames", kmeans_max_frames, 1)
+        if self.num_clusters > self.kmeans_max_frames:
+            raise WeightFreeConfigError(
+                f"{owner}: num_clusters {self.num_clusters} exceeds kmeans_max_frames="
+                f"{self.kmeans_max_frames} (k-means needs at least K frames); lower num_clusters "
+                "or raise kmeans_max_frames"
+            )
         self.kmeans_max_iter = check_int(owner, "kmeans_max_iter", kmeans_max_iter, 0)
         self.kmeans_seed = check_int(owner, "kmeans_seed", kmeans_seed, 0)
         self.kmeans_data = data_spec(owner, "kmeans_data", kmeans_data, DEFAULT_KMEANS_DATA)
@@ -146,6 +154,17 @@ class KMeansLogMelTokenizer(Tokenizer):
             codebook_sizes=(self.num_clusters,),
             can_decode=True,
         )
+
+    def check_fit_data(self, manifest: Manifest) -> None:
+        """Refuse, before any extraction, fit data with fewer frames than ``num_clusters``.
+
+        Raises:
+            WeightFreeConfigError: ``num_clusters`` exceeds the frames the manifest can give.
+        """
+        name = str(manifest.source or "the k-means data")
+        durations = [u.duration for u in manifest]
+        check_fit_frames((self.num_clusters,), durations, self.info.frame_rate, name,
+                         WeightFreeConfigError)  # fmt: skip
 
     @property
     def encoder_id(self) -> str:

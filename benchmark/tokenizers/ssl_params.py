@@ -121,7 +121,11 @@ def data_param(kmeans_data: Any) -> dict[str, str]:
 
 
 def check_fit_frames(
-    num_clusters: tuple[int, ...], durations: Sequence[float], frame_rate: float, name: str
+    num_clusters: tuple[int, ...],
+    durations: Sequence[float],
+    frame_rate: float,
+    name: str,
+    error: type[ValueError] = SSLConfigError,
 ) -> None:
     """Refuse a K that the fit data cannot give k-means (more centroids than frames).
 
@@ -130,14 +134,16 @@ def check_fit_frames(
         durations: seconds per utterance of the fit data.
         frame_rate: encoder frames per second.
         name: the fit data's name, for the message.
+        error: the exception class to raise (the calling tokenizer's config error).
 
     Raises:
-        SSLConfigError: the largest K exceeds an upper bound of the fit data's frames.
+        SSLConfigError: (or ``error``) the largest K exceeds an upper bound of the fit
+            data's frames.
     """
     frames = sum(math.ceil(d * frame_rate) + 1 for d in durations)
     largest = max(num_clusters)
     if largest > frames:
-        raise SSLConfigError(
+        raise error(
             f"num_clusters {largest} is more than the at most {frames} frames of the k-means "
             f"data {name} ({sum(durations):.0f} s at {frame_rate:g} Hz); lower num_clusters or "
             "fit on more data (kmeans_data)"
