@@ -17,7 +17,6 @@ Every metric's direction is ``lower``. A tokenizer that cannot decode has its de
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import platform
@@ -27,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmark.pipeline.keys import key_of
 from benchmark.pipeline.records import MetricRecord, ResultRecord, record_path
 from benchmark.profiling import CallMeasurement, measure_call
 
@@ -367,13 +367,7 @@ def profile_record(
 
 def profile_key(tokenizer_fp: str, device: str, settings: ProfileSettings) -> str:
     """The profile step's key: sha256 of :func:`profile_key_components` (canonical JSON)."""
-    payload = json.dumps(
-        profile_key_components(tokenizer_fp, device, settings),
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return key_of(profile_key_components(tokenizer_fp, device, settings))
 
 
 def profile_step(

@@ -16,7 +16,6 @@ The record lives at ``<results>/<preset>/<tokenizer>/token-stats/seed0.json``.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ import numpy as np
 
 from benchmark.errors import BenchmarkError
 from benchmark.metrics.bootstrap import bootstrap_ratio_ci
+from benchmark.pipeline.keys import key_of
 from benchmark.pipeline.records import MetricRecord, ResultRecord, UtteranceScores
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -328,13 +328,7 @@ def stats_key_components(
 
 def stats_key(tokenizer_fp: str, manifest_fps: Mapping[str, str], settings: StatsSettings) -> str:
     """The token-stats step's key: sha256 of :func:`stats_key_components` (canonical JSON)."""
-    payload = json.dumps(
-        stats_key_components(tokenizer_fp, manifest_fps, settings),
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return key_of(stats_key_components(tokenizer_fp, manifest_fps, settings))
 
 
 def token_stats_record(
