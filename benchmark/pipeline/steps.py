@@ -367,6 +367,8 @@ def run_profile(step: Step, env: StepEnv) -> ResultRecord:
         env.config.results_dir, spec["tokenizer_key"], ProfileSettings(**spec["settings"]),
         provenance, info, overwrite=True,
     )  # fmt: skip
+    record.key_components = step.components  # so that a later plan can say what changed
+    record.to_disk(step.output)
     return record
 
 
