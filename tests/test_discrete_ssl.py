@@ -366,7 +366,7 @@ def test_cards(card, family, layers):
         "subset": "librispeech",
         "split": "train-960",
     }
-    assert mini.weights is None and mini.params["tiny_model"] is True
+    assert mini.weights is None and mini.params["tiny_model"] == "pretrained"
     assert mini.params["layers"] == layers and mini.params["num_clusters"] == 128
     assert mini.params["kmeans_data"] == {"corpus": "mini", "subset": "ood", "split": "train"}
     assert max(layers) <= TINY_SPEC["num_hidden_layers"]
