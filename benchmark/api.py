@@ -34,6 +34,9 @@ __all__ = [
     "DataRef",
     "Direction",
     "FitData",
+    "GeneratedUtterance",
+    "GenerationOutput",
+    "GenerativeTask",
     "Metric",
     "MetricValue",
     "Task",
@@ -248,6 +251,68 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def run(self, run: TaskRun) -> TaskOutput:
         """Train and evaluate on the cached tokens of ``run`` (a :class:`TaskRun`)."""
+
+
+@dataclass
+class GeneratedUtterance:
+    """One utterance a generative task produced, as tokens, with what judges compare it to.
+
+    Attributes:
+        id: utterance id (unique in the output).
+        tokens: ``[N, K]`` int64 ids of the tokenizer's codebooks, decoded by the harness
+            (the tokenizer's own decoder, or the scalable vocoder trained on its tokens).
+        reference_audio: the clean reference audio file (the clean twin for enhancement, the
+            original for resynthesis, the real recording for TTS), or None.
+        reference_text: the text spoken, or None.
+        speaker_audio: an audio file of the target speaker (for speaker similarity), or None.
+    """
+
+    id: str
+    tokens: Any
+    reference_audio: Path | None = None
+    reference_text: str | None = None
+    speaker_audio: Path | None = None
+
+
+@dataclass
+class GenerationOutput:
+    """What a :class:`GenerativeTask` returns: tokens to decode, and what to score beside them.
+
+    Attributes:
+        utterances: the generated test utterances.
+        baseline_audio: trivial baselines and references that already exist as audio, scored
+            by the same judges on the same utterances: ``{name: {utterance id: file}}`` (the
+            noisy input of enhancement; the real recordings of TTS, "ground truth").
+        baseline_tokens: rows decoded by the same decoder: ``{name: {utterance id: tokens
+            [N, K]}}`` (the resynthesis of the clean targets, enhancement's ceiling).
+        extras: for the record (training curves, model size, token accuracy).
+    """
+
+    utterances: list[GeneratedUtterance]
+    baseline_audio: dict[str, dict[str, Path]] = field(default_factory=dict)
+    baseline_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class GenerativeTask(Task):
+    """A task whose output is audio: :meth:`run` returns tokens, the harness decodes them.
+
+    Generation and scoring are separate steps of the graph: the harness decodes the tokens
+    of :meth:`run` into audio files under the workdir (one ``generate`` step), then scores
+    the files with the metrics the card names in its ``metrics`` parameter, through the
+    metric registry and the preset's judges (a ``job`` step that can be rerun with other
+    judges without regenerating). ``info.main_metric`` is one of those metrics.
+    """
+
+    #: Metric registry names scored on the decoded audio (set by the card's ``metrics``).
+    metrics: tuple[str, ...] = ()
+    #: Card parameters that only change the scoring: left out of the generate step's key,
+    #: so changing them rescores without regenerating.
+    SCORING_PARAMS: tuple[str, ...] = ("metrics", "main_metric", "judge_weights")
+
+    @abc.abstractmethod
+    def run(self, run: TaskRun) -> GenerationOutput:
+        """Train (if the task has a model) and generate tokens for the test utterances."""
 
 
 @dataclass

@@ -54,3 +54,9 @@ class JudgeUnavailableError(WeightsUnavailableError):
     The metric is then recorded as unavailable with this message as the reason, never as a
     number.
     """
+
+
+class DecoderUnavailableError(WeightsUnavailableError):
+    """Tokens that cannot be turned back into audio: a continuous reference, or a tokenizer
+    whose frame rate the preset's vocoder cannot upsample. Decided by the key's inputs alone,
+    so its ``unavailable`` record stays up to date (a rerun does not retry it)."""

@@ -109,3 +109,19 @@ def test_missing_data_is_one_line_naming_the_path(corpus, tmp_path):
         voicebank_manifest(empty, "train", cache, False)
     message = str(info.value)
     assert "clean_trainset_28spk_wav" in message and "\n" not in message
+
+
+def test_registry_reads_voicebank_and_its_clean_view(corpus, tmp_path):
+    from benchmark.api import BuildContext, DataRef
+    from benchmark.data.corpora import resolve_data
+
+    context = BuildContext(workdir=tmp_path / "work", data_root=corpus, progress=False)
+    noisy = resolve_data(DataRef("voicebank", "voicebank", "test"), context)
+    clean = resolve_data(DataRef("voicebank", "voicebank:clean", "test"), context)
+    assert [u.id for u in noisy] == [u.id for u in clean]
+    for n, c in zip(noisy, clean, strict=True):
+        assert "noisy_testset_wav" in str(noisy.audio_path(n))
+        assert clean.audio_path(c) == Path(n.extra["clean_path"])
+    assert noisy.fingerprint() != clean.fingerprint()
+    with pytest.raises(DataError, match="use subset: voicebank"):
+        resolve_data(DataRef("voicebank", "vb", "test"), context)

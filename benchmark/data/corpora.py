@@ -73,8 +73,16 @@ def get_corpus(name: str) -> Corpus:
 
 
 def resolve_data(ref: DataRef, context: BuildContext) -> Manifest:
-    """The manifest of one corpus split, preparing the corpus first if needed."""
-    return get_corpus(ref.corpus).manifest(ref.subset, ref.split, context)
+    """The manifest of one corpus split, preparing the corpus first if needed.
+
+    A subset ``<subset>:clean`` is the clean-twin view of a noisy/clean pair split
+    (:mod:`benchmark.data.views`).
+    """
+    from benchmark.data.views import clean_view, split_view
+
+    subset, view = split_view(ref.subset)
+    manifest = get_corpus(ref.corpus).manifest(subset, ref.split, context)
+    return clean_view(manifest) if view == "clean" else manifest
 
 
 def corpus_manifest(corpus: str, subset: str, split: str, context: BuildContext) -> Manifest:
@@ -139,6 +147,15 @@ def _libritts_manifest(subset: str, split: str, context: BuildContext) -> Manife
     return libritts_manifest(subset, split, context)
 
 
+def _voicebank_manifest(subset: str, split: str, context: BuildContext) -> Manifest:
+    from benchmark.data.voicebank import voicebank_manifest
+
+    if subset != "voicebank":
+        raise DataError(f"unknown VoiceBank-DEMAND subset {subset!r}; use subset: voicebank")
+    cache_dir = Path(context.workdir) / "manifests"
+    return voicebank_manifest(context.data_root, split, cache_dir, progress=context.progress)
+
+
 def _own_manifest(subset: str, split: str, context: BuildContext) -> Manifest:
     folder = Path(subset).expanduser()
     if not folder.is_absolute() and context.data_root is not None:
@@ -168,6 +185,9 @@ register_corpus(
 )
 register_corpus(Corpus("ljspeech", "LJSpeech-1.1 under --data-root", _ljspeech_manifest))
 register_corpus(Corpus("libritts", "LibriTTS under --data-root", _libritts_manifest))
+register_corpus(
+    Corpus("voicebank", "VoiceBank-DEMAND (28 speakers) under --data-root", _voicebank_manifest)
+)
 register_corpus(
     Corpus("manifest", "your own corpus: <subset>/<split>.jsonl manifests", _own_manifest)
 )

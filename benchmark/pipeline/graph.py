@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 from benchmark.pipeline.keys import key_of
 
-StepKind = Literal["prepare", "fit", "conformance", "extract", "job", "profile"]
+StepKind = Literal[
+    "prepare", "fit", "conformance", "extract", "vocoder", "judge", "generate", "job", "profile"
+]
 StepState = Literal["done", "to do", "pending"]
 
 

@@ -29,6 +29,7 @@ from benchmark.pipeline import status
 from benchmark.pipeline.env import StepEnv, component_spec
 from benchmark.pipeline.graph import Step, StepGraph
 from benchmark.pipeline.keys import code_fingerprint, key_of, library_versions, manifest_key
+from benchmark.pipeline.plan_generative import GenerativePlanning, is_generative
 from benchmark.pipeline.records import SCHEMA_VERSION, record_path
 from benchmark.registry import Entry
 
@@ -51,6 +52,8 @@ class _Tok:
     gate_id: str | None = None
     error: BaseException | None = None  # could not be built: its jobs record this
     pending: str = ""
+    info: Any = None  # TokenizerInfo of the built tokenizer
+    decoder: dict[str, Any] | None = None  # how generative cells decode (plan_generative)
 
 
 def identity(entry: Entry, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,7 +65,7 @@ def identity(entry: Entry, spec: Mapping[str, Any]) -> dict[str, Any]:
     return code_fingerprint(entry.target if isinstance(entry.target, str) else entry.load())
 
 
-class Planner:
+class Planner(GenerativePlanning):
     """Builds the graph of one command line."""
 
     def __init__(self, env: StepEnv) -> None:
@@ -190,6 +193,7 @@ class Planner:
             log.warning("tokenizer %s cannot be built: %s", entry.name, exc)
             tok.error = exc
             return tok
+        tok.info = tokenizer.info
         base = {
             "card": card.fingerprint_payload(),
             "code": identity(entry, spec),
@@ -424,6 +428,11 @@ class Planner:
             },
             goal=True,
         )
+        if is_generative(task) and tok.error is None and not pending:
+            step.components, step.spec, job_inputs, pending = self._generative_steps(
+                tok, task, components, step.spec, list(step.inputs)
+            )
+            step.inputs = tuple(job_inputs)
         if pending:
             step.state, step.reason = "pending", pending
         self._add(step)

@@ -20,6 +20,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from benchmark.pipeline.graph import Step
 
 MARKER = "STEP.json"
+#: Error types of records that a rerun with the same key would write again (done, not retried).
+SETTLED_ERRORS = frozenset({"DecoderUnavailableError"})
+#: Step kinds whose output is a folder holding ``STEP.json`` (written last).
+FOLDER_KINDS = frozenset({"fit", "vocoder", "judge", "generate"})
 
 
 def read_marker(path: Path) -> dict[str, Any] | None:
@@ -68,7 +72,7 @@ def _check(step: Step, env: StepEnv, overwrite: bool) -> tuple[bool, str]:
         corpus = get_corpus(step.spec["corpus"])
         context = env.config.context(env.device)
         return corpus.is_prepared(context), "corpus not built yet"
-    if step.kind == "fit":
+    if step.kind in FOLDER_KINDS:
         marker = read_marker(step.output / MARKER)
         if marker is not None and marker.get("key") == step.key:
             return True, ""
@@ -105,7 +109,7 @@ def _job_state(step: Step, env: StepEnv, overwrite: bool) -> tuple[bool, str]:
             return False, "finished; its record is waiting to be written to the results folder"
         return False, "no record yet"
     if record.fingerprint == step.key:
-        if record.status == "ok":
+        if record.status == "ok" or (record.error or {}).get("type") in SETTLED_ERRORS:
             return True, ""
         return False, f"last run {record.status}: {(record.error or {}).get('message', '')[:80]}"
     if not record.key_components:

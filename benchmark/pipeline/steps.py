@@ -16,13 +16,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmark.api import DataRef, FitData, MetricValue, TaskRun, Tokenizer
+from benchmark.api import DataRef, FitData, TaskRun, Tokenizer
 from benchmark.cache import TokenSplit
 from benchmark.conformance import GATE_CHECKS, SUITE_VERSION, check_tokenizer
 from benchmark.data.batching import iter_audio_batches
 from benchmark.data.corpora import get_corpus, resolve_data
 from benchmark.data.manifest import Manifest, read_manifest
-from benchmark.errors import BenchmarkError, ContractError, WeightsUnavailableError
+from benchmark.errors import (
+    BenchmarkError,
+    ContractError,
+    DecoderUnavailableError,
+    WeightsUnavailableError,
+)
 from benchmark.lockfile import lock_sha256
 from benchmark.pipeline.env import StepEnv
 from benchmark.pipeline.graph import Step
@@ -203,7 +208,8 @@ def load_tokens(cache: dict[str, Any], kept: int | None, sizes, env: StepEnv) ->
 
 
 def run_job(step: Step, env: StepEnv) -> ResultRecord:
-    """Train and evaluate one (tokenizer, task, seed); write its record.
+    """Train and evaluate one (tokenizer, task, seed); write its record (a generative
+    task's job scores the audio of its generate step instead).
 
     The record is first written to the job's folder in the workdir, then to the results
     folder: if the second write fails (read-only, full), the next run only copies it.
@@ -218,7 +224,12 @@ def run_job(step: Step, env: StepEnv) -> ResultRecord:
     error = spec.get("build_error")
     if error is not None:
         cls = WeightsUnavailableError if error["unavailable"] else BenchmarkError
+        cls = DecoderUnavailableError if error["type"] == "DecoderUnavailable" else cls
         raise cls(error["message"])
+    if spec.get("generative"):
+        from benchmark.pipeline.generative_steps import run_generative_job
+
+        return run_generative_job(step, env)
     profile = Profile()
     started = datetime.now(UTC).isoformat(timespec="seconds")
     tokenizer = env.tokenizer(spec["tokenizer"], spec["fit_dir"])
@@ -263,7 +274,10 @@ def run_job(step: Step, env: StepEnv) -> ResultRecord:
     }
     record.main_metric = main
     record.provenance["tokenizer_state"] = dict(tokenizer.state_fingerprint())
-    record.extras = {**output.extras, "beats_baselines": beats(output, main)}
+    record.extras = {
+        **output.extras,
+        "beats_baselines": beats(record.metrics, record.baselines, main),
+    }
     if spec["fit_dir"]:
         marker = read_marker(Path(spec["fit_dir"]) / MARKER) or {}
         record.extras["fit"] = marker.get("summary")
@@ -273,19 +287,22 @@ def run_job(step: Step, env: StepEnv) -> ResultRecord:
     return record
 
 
-def beats(output: Any, main: str) -> dict[str, bool]:
+def beats(
+    metrics: dict[str, MetricRecord], baselines: dict[str, dict[str, MetricRecord]], main: str
+) -> dict[str, bool]:
     """Whether the main metric beats each trivial baseline (its CI clear of the baseline)."""
-    value: MetricValue = output.metrics[main]
-    verdicts = {}
-    for name, values in output.baselines.items():
+    value = metrics.get(main)
+    verdicts: dict[str, bool] = {}
+    if value is None or value.value is None:
+        return verdicts
+    for name, values in baselines.items():
         baseline = values.get(main)
-        if baseline is None or baseline.value is None or value.value is None:
+        if baseline is None or baseline.value is None:
             continue
-        bound = value.ci_low if value.direction == "higher" else value.ci_high
+        higher = value.direction == "higher"
+        bound = (value.ci or {}).get("low" if higher else "high")
         bound = value.value if bound is None else bound
-        verdicts[name] = (
-            bound > baseline.value if value.direction == "higher" else bound < baseline.value
-        )
+        verdicts[name] = bound > baseline.value if higher else bound < baseline.value
     return verdicts
 
 
@@ -372,11 +389,23 @@ def run_profile(step: Step, env: StepEnv) -> ResultRecord:
     return record
 
 
+def _generative(name: str):
+    def run(step: Step, env: StepEnv) -> Any:
+        import benchmark.pipeline.generative_steps as generative_steps
+
+        return getattr(generative_steps, name)(step, env)
+
+    return run
+
+
 STEP_FUNCTIONS = {
     "prepare": run_prepare,
     "fit": run_fit,
     "conformance": run_conformance,
     "extract": run_extract,
+    "vocoder": _generative("run_vocoder"),
+    "judge": _generative("run_judge"),
+    "generate": _generative("run_generate"),
     "job": run_job,
     "profile": run_profile,
 }

@@ -72,12 +72,34 @@ def prepare_data(env, tokenizer: str, preset: VocoderPreset) -> VocoderData:
         VocoderError: a continuous tokenizer, or one whose frame rate the vocoder cannot
             upsample to its sample rate.
     """
-    hop_length = preset.hop_length
     from benchmark.pipeline.commands import tokenizer_tokens
 
     refs = vocoder_data_refs(preset.corpus)
     fitted, tokenizer_key, splits = tokenizer_tokens(env, tokenizer, refs)
     info = fitted.info
+    pairs = vocoder_pairs(splits, info, preset)
+    data_fp = fingerprint({k: t.manifest.fingerprint() for k, t in sorted(splits.items())})
+    return VocoderData(
+        info.name,
+        tokenizer_key,
+        info,
+        fitted,
+        pairs["train"],
+        pairs["valid"],
+        data_fp,
+    )
+
+
+def vocoder_pairs(
+    splits: dict[str, Any], info: Any, preset: VocoderPreset
+) -> dict[str, VocoderPairs]:
+    """Token/audio pairs of each split (``{split: TokenSplit}``) for a vocoder of ``preset``.
+
+    Raises:
+        VocoderError: a continuous tokenizer, or one whose frame rate the vocoder cannot
+            upsample to its sample rate.
+    """
+    hop_length = preset.hop_length
     if info.is_continuous:
         raise VocoderError(f"tokenizer {info.name!r} is a continuous reference; vocoders need ids")
     hop = info.sample_rate / info.frame_rate
@@ -101,16 +123,7 @@ def prepare_data(env, tokenizer: str, preset: VocoderPreset) -> VocoderData:
             preload=preset.preload_audio or manifest.total_duration <= PRELOAD_SECONDS,
             num_workers=default_workers(),
         )
-    data_fp = fingerprint({k: t.manifest.fingerprint() for k, t in sorted(splits.items())})
-    return VocoderData(
-        info.name,
-        tokenizer_key,
-        info,
-        fitted,
-        pairs["train"],
-        pairs["valid"],
-        data_fp,
-    )
+    return pairs
 
 
 def parse_layers(text: str | None, num_codebooks: int) -> tuple[int, ...]:

@@ -1,0 +1,247 @@
+"""Planning the generative path: vocoder training, generation, mini judges and scoring.
+
+A cell of a :class:`~benchmark.api.GenerativeTask` becomes, beside the usual extract steps:
+
+- ``vocoder``: when the tokenizer cannot decode, the scalable vocoder trained on its tokens
+  of the preset's vocoder corpus (one per tokenizer, shared by every generative task);
+- ``generate``: the task's model trained and run, its tokens decoded into audio files under
+  ``<workdir>/generated/<key>/`` (with the rows the task asks to decode beside them);
+- ``judge``: in ``mini``, the harness-trained recogniser and speaker model (one each, shared
+  by every cell);
+- ``job``: the metrics of the card scored on the generated files (and on every baseline
+  row), the record written. Its key holds the generate step's key, the metrics' code and
+  arguments and the judges' keys, so changing a judge rescores without regenerating.
+
+A cell that cannot be decoded (a continuous reference; a tokenizer whose frame rate the
+preset's vocoder cannot upsample) is planned as a job that records ``unavailable`` with the
+reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmark.api import DataRef, GenerativeTask
+from benchmark.pipeline.graph import Step
+from benchmark.pipeline.keys import code_fingerprint, key_of, library_versions
+
+#: Metrics whose judge, in ``mini``, is a harness-trained model: metric -> judge kind.
+MINI_JUDGED: dict[str, str] = {"dwer": "asr", "dcer": "asr", "speaker_similarity": "speaker"}
+#: The module that trains each mini judge kind.
+JUDGE_MODULES: dict[str, str] = {
+    "asr": "benchmark.metrics.judges.mini_asr",
+    "speaker": "benchmark.metrics.judges.mini_speaker",
+}
+#: Seed of the mini judges (one judge per corpus, shared by every job whatever its seed).
+JUDGE_SEED = 0
+
+
+def is_generative(task: Any) -> bool:
+    """Whether a task returns tokens for the harness to decode."""
+    return isinstance(task, GenerativeTask)
+
+
+class GenerativePlanning:
+    """Mixin of :class:`~benchmark.pipeline.plan.Planner`: the generative steps."""
+
+    # --- the decoder --------------------------------------------------------------------
+
+    def _decoder(self, tok: Any) -> tuple[dict[str, Any] | None, str | None]:
+        """``(decoder spec, unavailable reason)`` of a tokenizer for generative cells.
+
+        The spec is ``{"own": True}`` for a tokenizer that decodes itself and ``{"vocoder":
+        step id}`` for one whose vocoder the graph trains. None with a reason when it cannot
+        decode; ``(None, None)`` while the data a vocoder needs is not prepared.
+        """
+        if tok.decoder is not None:
+            return tok.decoder, None
+        info = tok.info
+        if info.is_continuous:
+            return None, "a continuous reference has no tokens to decode"
+        if info.can_decode:
+            tok.decoder = {"own": True}
+            return tok.decoder, None
+        from benchmark.vocoders.data import vocoder_data_refs
+        from benchmark.vocoders.presets import resolve_preset
+
+        preset = resolve_preset(self.config.preset)
+        hop = info.sample_rate / info.frame_rate
+        if abs(hop - preset.hop_length) > 1e-6:
+            return None, (
+                f"tokenizer {tok.name!r} cannot decode and the {preset.name} vocoder upsamples "
+                f"by {preset.hop_length} samples per frame, not its {hop:g}"
+            )
+        caches = {}
+        inputs: list[str] = []
+        for split, ref in vocoder_data_refs(preset.corpus).items():
+            extracted = self._extract(tok, ref)
+            if extracted is None:
+                return None, None
+            inputs.append(extracted[0])
+            caches[split] = extracted[1]
+        import benchmark.vocoders.training as training
+
+        components = {
+            "tokenizer": tok.key,
+            "kept_codebooks": tok.kept,
+            "preset": preset.to_dict(),
+            "manifests": {s: c["manifest_key"] for s, c in sorted(caches.items())},
+            "code": code_fingerprint(training.__name__),
+            "seed": 0,
+            "libraries": library_versions(),
+        }
+        key = key_of(components)
+        step = Step(
+            id=f"vocoder:{key[:16]}",
+            kind="vocoder",
+            label=f"train vocoder for {tok.name} ({preset.name}, {preset.steps} steps)",
+            components=components,
+            inputs=tuple(inputs),
+            output=self.config.workdir / "vocoders" / key[:16],
+            spec={
+                "tokenizer": tok.spec,
+                "tokenizer_key": tok.key,
+                "fit_dir": tok.fit_dir,
+                "kept_codebooks": tok.kept,
+                "caches": caches,
+                "preset": preset.name,
+                "seed": 0,
+            },
+        )
+        tok.decoder = {"vocoder": self._add(step).id}
+        return tok.decoder, None
+
+    # --- judges -------------------------------------------------------------------------
+
+    def _judges(self, metrics: tuple[str, ...]) -> dict[str, str] | None:
+        """``{judge kind: step id}`` of the mini judges the metrics need (none in ``full``);
+        None while the mini corpus is not prepared."""
+        if self.config.preset != "mini":
+            return {}
+        kinds = sorted({MINI_JUDGED[m] for m in metrics if m in MINI_JUDGED})
+        if not kinds:
+            return {}
+        ref = DataRef("mini", "asr", "train")
+        manifest = self._manifest(ref)
+        if manifest is None:
+            return None
+        from benchmark.metrics.judges.mini_common import mini_judge_manifests
+
+        corpus_dir = Path(manifest.root).parent
+        manifests = mini_judge_manifests(corpus_dir)
+        out = {}
+        for kind in kinds:
+            train, valid = manifests[kind]
+            components = {
+                "kind": kind,
+                "train": self._manifest_key(train),
+                "valid": self._manifest_key(valid),
+                "code": code_fingerprint(JUDGE_MODULES[kind]),
+                "seed": JUDGE_SEED,
+                "libraries": library_versions(),
+            }
+            key = key_of(components)
+            step = Step(
+                id=f"judge:{kind}:{key[:16]}",
+                kind="judge",
+                label=f"train the mini {kind} judge",
+                components=components,
+                inputs=self._prepare_ids(ref),
+                output=self.config.workdir / "judges" / f"{kind}-{key[:16]}",
+                spec={"kind": kind, "corpus_dir": str(corpus_dir), "seed": JUDGE_SEED},
+            )
+            out[kind] = self._add(step).id
+        return out
+
+    def _metric_specs(self, task: Any, judges: dict[str, str]) -> list[dict[str, Any]]:
+        """One ``{name, ref, args, judge}`` per metric of a generative task.
+
+        ``args`` are the constructor arguments (a mini judge's folder, or the card's judge
+        weights); ``judge`` the id of the judge step whose output the folder is.
+        """
+        specs = []
+        for name in task.metrics:
+            entry = self.env.entry("metric", name)
+            entry.load()
+            args: dict[str, Any] = {}
+            judge = None
+            if name in task.judge_weights:
+                args["weights"] = task.judge_weights[name]
+            elif name in MINI_JUDGED and self.config.preset == "mini":
+                judge = judges[MINI_JUDGED[name]]
+                args["mini_judge"] = str(self.graph.steps[judge].output)
+            specs.append({"name": name, "args": args, "judge": judge,
+                          "code": code_fingerprint(entry.target if isinstance(entry.target, str)
+                                                   else entry.load())})  # fmt: skip
+        return specs
+
+    # --- the cell -----------------------------------------------------------------------
+
+    def _generative_steps(
+        self, tok: Any, task: Any, job_components: dict[str, Any], job_spec: dict[str, Any],
+        inputs: list[str],
+    ) -> tuple[dict[str, Any], dict[str, Any], list[str], str | None]:  # fmt: skip
+        """Plan the generate (and vocoder, judge) steps of one cell.
+
+        Returns:
+            ``(job components, job spec, job inputs, pending reason)`` of the scoring job;
+            an unavailable decoder becomes the spec's ``build_error``.
+        """
+        decoder, reason = self._decoder(tok)
+        if reason is not None:
+            job_spec["build_error"] = {"type": "DecoderUnavailable", "message": reason,
+                                       "unavailable": True}  # fmt: skip
+            return job_components, job_spec, [], None  # nothing to run before recording it
+        judges = self._judges(task.metrics)
+        if decoder is None or judges is None:
+            return job_components, job_spec, inputs, "needs corpus mini"
+        import benchmark.pipeline.generative_steps as generative_steps
+
+        gen_inputs = list(inputs)
+        vocoder_key = None
+        if "vocoder" in decoder:
+            vocoder = self.graph.steps[decoder["vocoder"]]
+            gen_inputs.append(vocoder.id)
+            vocoder_key = vocoder.key
+        task_key = dict(job_components["task"])
+        card = dict(task_key["card"])
+        card["params"] = {k: v for k, v in card["params"].items() if k not in task.SCORING_PARAMS}
+        gen_components = {
+            "job": {**job_components, "task": {**task_key, "card": card}},
+            "decoder": {"vocoder": vocoder_key} if vocoder_key else {"own": tok.key},
+            "code": code_fingerprint(generative_steps.__name__),
+        }
+        gen_key = key_of(gen_components)
+        vocoder_dir = str(self.graph.steps[decoder["vocoder"]].output) if vocoder_key else None
+        generate = Step(
+            id=f"generate:{job_spec['tokenizer_name']}/{job_spec['task_name']}/{job_spec['seed']}",
+            kind="generate",
+            label=f"generate {job_spec['tokenizer_name']} / {job_spec['task_name']} / seed "
+            f"{job_spec['seed']}",
+            components=gen_components,
+            inputs=tuple(dict.fromkeys(gen_inputs)),
+            output=self.config.workdir / "generated" / gen_key[:16],
+            spec={**job_spec, "vocoder_dir": vocoder_dir, "tokenizer_key": tok.key},
+        )
+        generate = self._add(generate)
+        metrics = self._metric_specs(task, judges)
+        score_components = {
+            "schema": job_components["schema"],
+            "preset": job_components["preset"],
+            "generated": generate.key,
+            "metrics": [
+                {
+                    "name": m["name"],
+                    "code": m["code"],
+                    "args": {k: v for k, v in m["args"].items() if k != "mini_judge"},
+                    "judge": self.graph.steps[m["judge"]].key if m["judge"] else None,
+                }
+                for m in metrics
+            ],
+            "code": code_fingerprint(generative_steps.__name__),
+        }
+        job_spec = {**job_spec, "generated_dir": str(generate.output), "metrics": metrics,
+                    "generative": True}  # fmt: skip
+        job_inputs = [generate.id, *(m["judge"] for m in metrics if m["judge"])]
+        return score_components, job_spec, list(dict.fromkeys(job_inputs)), None
