@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 from benchmark.pipeline.keys import key_of
 
-StepKind = Literal["prepare", "fit", "conformance", "extract", "job", "profile"]
+StepKind = Literal["prepare", "fit", "conformance", "extract", "job", "profile", "token-stats"]
+#: Step kinds whose output is a result record (a failure is recorded; a goal has an outcome).
+RECORD_KINDS: tuple[str, ...] = ("job", "profile", "token-stats")
 StepState = Literal["done", "to do", "pending"]
 
 
