@@ -121,16 +121,21 @@ CODEBOOK_COLUMNS: tuple[tuple[str, str, str | None, str], ...] = (
 )
 
 
-def _stability_definition(record: ResultRecord) -> str:
-    """How the record measured stability, from its own settings."""
+STABILITY_UNSTATED = ("stability: ids unchanged under a one-sample delay or added noise",)
+
+
+def _stability_definition(record: ResultRecord) -> str | None:
+    """How the record measured stability, from its own settings (None when it does not say)."""
     settings = record.extras.get("settings") or {}
-    utterances = record.metrics.get("stability_shift") or record.metrics.get("stability_noise")
-    count = utterances.n if utterances is not None and utterances.n else "?"
+    measured = record.metrics.get("stability_shift") or record.metrics.get("stability_noise")
+    if not settings or measured is None:
+        return None
+    count = measured.n if measured.n else "?"
     return (
         f"stability: share of token ids (every frame and codebook) unchanged when {count} test "
         f"utterances are re-encoded delayed by {settings.get('shift_samples', '?')} sample(s), "
         f"or with white noise at {settings.get('snr_db', '?')} dB SNR, against their encoding "
-        "as they are; usage and entropy count the cached test tokens (no encoding)"
+        "as they are"
     )
 
 
@@ -143,7 +148,9 @@ def token_stats_tables(results: Results, index: ProvenanceIndex) -> list[Table]:
     tables = []
     for preset, rids in sorted(by_preset.items()):
         records = [results.records[rid][1] for rid in rids]
-        definitions = sorted({_stability_definition(r) for r in records if r.status == "ok"})
+        definitions = sorted(
+            {d for r in records if r.status == "ok" and (d := _stability_definition(r))}
+        )
         columns = [Column("tokenizer", "tokenizer"), Column("codebooks", "K", numeric=True)]
         columns += [Column(n, n, "higher", text, True) for n, text in STATS_METRICS.items()]
         columns.append(Column("splits", "test splits"))
@@ -155,7 +162,8 @@ def token_stats_tables(results: Results, index: ProvenanceIndex) -> list[Table]:
             columns,
             csv_prefix="token-stats",
             preset=preset,
-            caption="means over codebooks [95 % CI of stability]; " + "; ".join(definitions),
+            caption="means over codebooks [95 % CI of stability]; usage and entropy count the "
+            "cached test tokens (no encoding); " + "; ".join(definitions or STABILITY_UNSTATED),
         )
         per_codebook = section_table(
             "token-stats",
@@ -190,7 +198,7 @@ def token_stats_tables(results: Results, index: ProvenanceIndex) -> list[Table]:
                 for key, *_ in CODEBOOK_COLUMNS:
                     value = row.get(key)
                     cells[key] = (
-                        number_cell(float(value))
+                        number_cell(float(value), str(value) if isinstance(value, int) else None)
                         if isinstance(value, int | float)
                         else Cell("\u2014", None, None, "not measured", "missing")
                     )

@@ -174,8 +174,8 @@ def record_provenance(path: Path, root: Path, record: ResultRecord) -> dict[str,
     }
 
 
-def _metric_row(rid: str, record: ResultRecord, family: str, name: str, metric) -> dict:
-    ci = metric.ci or {}
+def _record_keys(rid: str, record: ResultRecord, family: str) -> dict[str, Any]:
+    """The columns of a metric row that name its record."""
     return {
         "rid": rid,
         "preset": record.preset,
@@ -185,6 +185,13 @@ def _metric_row(rid: str, record: ResultRecord, family: str, name: str, metric) 
         "kind": record.kind,
         "family": family,
         "record_status": record.status,
+    }
+
+
+def _metric_row(rid: str, record: ResultRecord, family: str, name: str, metric) -> dict:
+    ci = metric.ci or {}
+    return {
+        **_record_keys(rid, record, family),
         "metric": name,
         "value": metric.value,
         "direction": metric.direction,
@@ -201,25 +208,14 @@ def _metric_row(rid: str, record: ResultRecord, family: str, name: str, metric) 
 
 
 def _status_row(rid: str, record: ResultRecord, family: str) -> dict:
+    """The one row of a record that is not ok: its task's main metric, no value."""
     message = (record.error or {}).get("message") if record.error else None
+    empty = ("value", "direction", "ci_low", "ci_high", "ci_level", "n", "split")
     return {
-        "rid": rid,
-        "preset": record.preset,
-        "tokenizer": record.tokenizer,
-        "task": record.task,
-        "seed": record.seed,
-        "kind": record.kind,
-        "family": family,
-        "record_status": record.status,
+        **_record_keys(rid, record, family),
+        **dict.fromkeys(empty),
         "metric": record.main_metric,
-        "value": None,
-        "direction": None,
-        "ci_low": None,
-        "ci_high": None,
-        "ci_level": None,
-        "n": None,
         "judge": "",
-        "split": None,
         "metric_status": record.status,
         "reason": message or f"record status {record.status}",
         "is_main": True,
