@@ -14,7 +14,7 @@ from lb_generative import METRICS, RESYNTHESIS, STUDY_ROWS, write_generative_res
 from benchmark.leaderboard.build import build_site
 from benchmark.leaderboard.cells import summarize
 from benchmark.leaderboard.extra_tables import study_tables, token_stats_tables
-from benchmark.leaderboard.load import task_family
+from benchmark.leaderboard.load import load_results, task_family
 from benchmark.leaderboard.render import copy_examples
 from benchmark.leaderboard.standings import build_rankings
 from benchmark.leaderboard.table_model import ProvenanceIndex
@@ -169,3 +169,12 @@ def test_token_statistics_and_study_tables(built):
     assert list(rows["mel_distance"]) == [r["mel_distance"] for r in STUDY_ROWS]
     html = build.index.read_text(encoding="utf-8")
     assert "Token statistics per codebook (mini)" in html and "Study: layer dropout" in html
+
+
+def test_a_failed_token_stats_record_shows_its_reason(tmp_path):
+    ResultRecord("failed", "tok-x", "token-stats", 0, "mini", kind="token-stats",
+                 error={"type": "TokenStatsError", "message": "cache damaged"},
+                 ).to_disk(record_path(tmp_path, "mini", "tok-x", "token-stats", 0))  # fmt: skip
+    (summary,) = token_stats_tables(load_results(tmp_path), ProvenanceIndex())
+    cell = summary.rows[0].cells["stability_noise"]
+    assert (cell.text, cell.title, cell.css) == ("failed", "cache damaged", "failed")

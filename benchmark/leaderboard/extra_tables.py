@@ -31,6 +31,12 @@ def _record_cells(
 ) -> dict[str, Cell]:
     """Metric cells of one record (with the run spread of profile timings)."""
     _, record = results.records[rid]
+    if record.status != "ok":  # a failed or unavailable step: its reason in every cell
+        reason = (record.error or {}).get("message") or f"record status {record.status}"
+        prov = index.add({"cell": f"{record.tokenizer} / {record.task}", "status": record.status,
+                          "reason": reason, "records": [rid]})  # fmt: skip
+        text = "failed" if record.status == "failed" else "n/a"
+        return {name: Cell(text, None, prov, reason, record.status) for name in metrics}
     cells = {}
     extras_spread = record.extras.get("spread", {}) if spread else {}
     for name in metrics:
@@ -54,7 +60,9 @@ def _record_cells(
             info["spread"] = runs
         prov = index.add(info)
         if metric.status != "ok" or metric.value is None:
-            cells[name] = Cell("n/a", None, prov, metric.reason, "unavailable", metric.status)
+            failed = metric.status == "failed"
+            cells[name] = Cell("failed" if failed else "n/a", None, prov, metric.reason,
+                               "failed" if failed else "unavailable", metric.status)  # fmt: skip
             continue
         text = fmt(metric.value)
         if runs and "min" in runs:
