@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+import soundfile as sf
 from lb_fixtures import XSS, write_fixture_results
+from lb_generative import write_generative_results
 
 from benchmark.leaderboard.build import build_site
 from benchmark.leaderboard.table_model import fmt
@@ -54,6 +56,7 @@ LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
 def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     results = write_fixture_results(root / "results", root / "audio")
+    write_generative_results(results)  # generative tasks with audio players, stats, a study
     build = build_site(results, root / "site", REPO_ROOT / "results" / "published", resamples=200)
     return build
 
@@ -157,7 +160,7 @@ def test_filters_and_provenance(browser):
     assert dialog.get_attribute("open") is None
 
 
-def test_images_and_audio_load(browser):
+def test_images_and_audio_load(browser, site):
     images = _wait(
         browser,
         "const imgs = Array.from(document.images);"
@@ -171,9 +174,15 @@ def test_images_and_audio_load(browser):
         "return all.every(a => a.readyState >= 1 || a.error) ? "
         "all.map(a => [a.currentSrc, a.readyState, a.error && a.error.code, a.duration]) : null;",
     )
-    assert len(audio) == 2
+    # tts: output + reference; enhancement: 3 tokenizers x 2 utterances x (generated, noisy
+    # input, reference); copy-synthesis: 3 x 2 x (resynthesis, reference)
+    assert len(audio) == 2 + 18 + 12
+    folder = site.index.parent.resolve()
     for src, state, error, duration in audio:
-        assert error is None and state >= 1 and duration == pytest.approx(0.5, abs=0.01), src
+        assert error is None and state >= 1, src
+        path = Path(src.removeprefix("file://"))
+        assert path.is_relative_to(folder / "assets" / "audio"), src
+        assert duration == pytest.approx(sf.info(path).duration, abs=0.01), src
 
 
 def test_no_script_runs_from_records_no_console_error_no_network(browser):

@@ -16,6 +16,12 @@ TASK_METRICS: dict[str, str] = {
     "cer": "character error rate, in % (jiwer; total character edits / reference characters)",
     "accuracy": "share of test utterances whose label is predicted correctly, in %",
     "dnsmos": "DNSMOS P.835 overall quality predicted by the DNSMOS judge (1-5)",
+    "dnsmos_sig": "DNSMOS P.835 speech-signal quality (SIG) of the output, no reference (1-5)",
+    "dnsmos_bak": "DNSMOS P.835 background-noise quality (BAK) of the output (1-5)",
+    "dnsmos_ovrl": "DNSMOS P.835 overall quality (OVRL) of the output (1-5)",
+    "dnsmos_p808": "DNSMOS P.808 overall MOS of the output (1-5)",
+    "dcer": "CER of an ASR judge's transcript of the output against that of the reference, "
+    "in % (dWER on characters, for weak recognisers)",
     "utmos": "UTMOS naturalness predicted by the UTMOS judge (1-5)",
     "pesq": "PESQ wide-band perceptual quality against the clean reference (-0.5-4.5)",
     "stoi": "short-time objective intelligibility against the clean reference (0-1)",

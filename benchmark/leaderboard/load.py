@@ -23,10 +23,11 @@ from benchmark.pipeline.records import ResultRecord, UtteranceScores, iter_recor
 
 log = logging.getLogger(__name__)
 
-#: Task kinds by name (the part of a record's task before ``~``, or its prefix).
+#: Task names of records that do not say whether their task decodes audio (records written
+#: before ``config.task.needs_decode``, and failed records): the part before ``~``, or a prefix.
 DISCRIMINATIVE_TASKS = ("asr", "speaker-id", "emotion", "style")
 GENERATIVE_TASKS = ("enhancement", "resynthesis", "tts")
-#: Task modules whose tasks decode audio (when the name says nothing).
+#: Task modules whose tasks decode audio (when the record and the name say nothing).
 GENERATIVE_MODULES = ("benchmark.tasks.enhancement", "benchmark.tasks.tts")
 
 METRIC_COLUMNS = [
@@ -63,10 +64,12 @@ class Results:
         metrics: one row per (record, metric) for every kind; a record that is not ``ok``
             has one row (its task's main metric, no value) carrying its status and error.
         tokenizers: one row per (preset, tokenizer): tier, bitrate, description.
-        baselines: one row per (preset, task, baseline, metric).
+        baselines: one row per (record, baseline, metric), ``baseline_of`` naming the
+            record's tokenizer (see :mod:`~benchmark.leaderboard.baselines`).
         utterances: ``(preset, tokenizer, task, metric)`` -> ``[(seed, scores)]``.
         layer_weights: one row per (preset, tokenizer, task, seed, layer).
-        examples: audio examples ``{preset, tokenizer, task, seed, id, audio, reference}``.
+        examples: audio examples ``{preset, tokenizer, task, seed, id, label, audio,
+            reference}`` (paths resolved).
         provenance: record id -> what the page shows for it on click.
         published: published reference rows, with their ``source``.
     """
@@ -90,11 +93,23 @@ class Results:
 
 
 def task_family(task: str, record: ResultRecord | None = None) -> str:
-    """``discriminative`` or ``generative``, from the task's name, else its class's module.
+    """``discriminative`` or ``generative``: what the record says of its task, else its name.
 
-    A task named neither way is generative when its record saves audio examples or its
-    class lives in a generative task module, otherwise discriminative.
+    In order: the task attribute the job stored, ``config.task.needs_decode``
+    (:attr:`benchmark.metadata.TaskInfo.needs_decode`, true for tasks whose output is audio);
+    audio examples in the record (only generative tasks save them); the task's name (for
+    older and failed records); the module of its class. Otherwise discriminative.
     """
+    task_config = (record.config.get("task") or {}) if record is not None else {}
+    needs_decode = task_config.get("needs_decode") if isinstance(task_config, dict) else None
+    if isinstance(needs_decode, bool):
+        return "generative" if needs_decode else "discriminative"
+    if record is not None:
+        examples = record.extras.get("examples")
+        if isinstance(examples, list) and any(
+            isinstance(e, dict) and "audio" in e for e in examples
+        ):
+            return "generative"
     base = task.split("~", 1)[0]
     for names, family in (
         (GENERATIVE_TASKS, "generative"),
@@ -102,15 +117,8 @@ def task_family(task: str, record: ResultRecord | None = None) -> str:
     ):
         if base in names or any(base.startswith(f"{name}-") for name in names):
             return family
-    if record is not None:
-        target = str((record.config.get("task") or {}).get("class", ""))
-        examples = record.extras.get("examples")
-        if target.startswith(GENERATIVE_MODULES) or (
-            isinstance(examples, list)
-            and any(isinstance(e, dict) and "audio" in e for e in examples)
-        ):
-            return "generative"
-    return "discriminative"
+    target = str(task_config.get("class") or task_config.get("ref") or "")
+    return "generative" if target.startswith(GENERATIVE_MODULES) else "discriminative"
 
 
 def _judge_text(judge: dict[str, Any] | None) -> str:
@@ -166,8 +174,8 @@ def record_provenance(path: Path, root: Path, record: ResultRecord) -> dict[str,
     }
 
 
-def _metric_row(rid: str, record: ResultRecord, family: str, name: str, metric) -> dict:
-    ci = metric.ci or {}
+def _record_keys(rid: str, record: ResultRecord, family: str) -> dict[str, Any]:
+    """The columns of a metric row that name its record."""
     return {
         "rid": rid,
         "preset": record.preset,
@@ -177,6 +185,13 @@ def _metric_row(rid: str, record: ResultRecord, family: str, name: str, metric) 
         "kind": record.kind,
         "family": family,
         "record_status": record.status,
+    }
+
+
+def _metric_row(rid: str, record: ResultRecord, family: str, name: str, metric) -> dict:
+    ci = metric.ci or {}
+    return {
+        **_record_keys(rid, record, family),
         "metric": name,
         "value": metric.value,
         "direction": metric.direction,
@@ -193,25 +208,14 @@ def _metric_row(rid: str, record: ResultRecord, family: str, name: str, metric) 
 
 
 def _status_row(rid: str, record: ResultRecord, family: str) -> dict:
+    """The one row of a record that is not ok: its task's main metric, no value."""
     message = (record.error or {}).get("message") if record.error else None
+    empty = ("value", "direction", "ci_low", "ci_high", "ci_level", "n", "split")
     return {
-        "rid": rid,
-        "preset": record.preset,
-        "tokenizer": record.tokenizer,
-        "task": record.task,
-        "seed": record.seed,
-        "kind": record.kind,
-        "family": family,
-        "record_status": record.status,
+        **_record_keys(rid, record, family),
+        **dict.fromkeys(empty),
         "metric": record.main_metric,
-        "value": None,
-        "direction": None,
-        "ci_low": None,
-        "ci_high": None,
-        "ci_level": None,
-        "n": None,
         "judge": "",
-        "split": None,
         "metric_status": record.status,
         "reason": message or f"record status {record.status}",
         "is_main": True,
@@ -219,13 +223,15 @@ def _status_row(rid: str, record: ResultRecord, family: str) -> dict:
 
 
 def _examples(rid: str, path: Path, record: ResultRecord) -> list[dict[str, Any]]:
-    """Audio examples of a generative record (paths resolved against the record's folder)."""
+    """Audio examples of a generative record, ``extras["examples"]``: items ``{"id", "label",
+    "audio", "reference"}`` with paths relative to the record's folder (absolute ones are
+    kept), resolved here; an item without ``audio`` is left out."""
     found = []
     examples = record.extras.get("examples")
     if not isinstance(examples, list):
         return found
     for item in examples:
-        if not isinstance(item, dict) or "audio" not in item:
+        if not isinstance(item, dict) or not item.get("audio"):
             continue
         entry = {
             "rid": rid,
@@ -234,10 +240,11 @@ def _examples(rid: str, path: Path, record: ResultRecord) -> list[dict[str, Any]
             "task": record.task,
             "seed": record.seed,
             "id": str(item.get("id", "")),
+            "label": str(item.get("label") or "output"),
         }
         for key in ("audio", "reference"):
             value = item.get(key)
-            entry[key] = (path.parent / value) if value else None
+            entry[key] = (path.parent / str(value)) if value else None
         found.append(entry)
     return found
 
@@ -342,7 +349,7 @@ def load_results(results_dir: Path, published_dir: Path | None = None) -> Result
         for baseline, metrics in record.baselines.items():
             for name, metric in metrics.items():
                 row = _metric_row(rid, record, family, name, metric)
-                row.update(tokenizer=baseline, kind="baseline")
+                row.update(tokenizer=baseline, kind="baseline", baseline_of=record.tokenizer)
                 baselines.append(row)
         layer_weights = record.extras.get("layer_weights")
         if isinstance(layer_weights, list) and layer_weights:
@@ -360,15 +367,13 @@ def load_results(results_dir: Path, published_dir: Path | None = None) -> Result
                 )
         if record.kind == "job":
             results.examples.extend(_examples(rid, path, record))
-    frame = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    frame = _one_family_per_task(pd.DataFrame(rows, columns=METRIC_COLUMNS))
     results.metrics = _fill_main_metrics(frame)
     results.tokenizers = pd.DataFrame(
         list(tokenizers.values()),
         columns=["preset", "tokenizer", "tier", "bitrate", "description", "display"],
     )
-    results.baselines = pd.DataFrame(baselines, columns=METRIC_COLUMNS).drop_duplicates(
-        subset=["preset", "task", "tokenizer", "metric"], keep="first"
-    )
+    results.baselines = pd.DataFrame(baselines, columns=[*METRIC_COLUMNS, "baseline_of"])
     results.layer_weights = pd.DataFrame(
         weights, columns=["preset", "tokenizer", "task", "seed", "layer", "weight"]
     )
@@ -385,6 +390,22 @@ def main_metrics(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[str, str]]:
         pairs = Counter(zip(group["metric"], group["direction"], strict=True))
         mains[(preset, task)] = pairs.most_common(1)[0][0]
     return mains
+
+
+def _one_family_per_task(frame: pd.DataFrame) -> pd.DataFrame:
+    """A (preset, task) is generative when any of its job records says so (a failed record
+    cannot tell, an ok one can)."""
+    jobs = frame["kind"] == "job"
+    if not jobs.any():
+        return frame
+    generative = frame[jobs & (frame["family"] == "generative")][["preset", "task"]]
+    pairs = set(zip(generative["preset"], generative["task"], strict=True))
+    hit = jobs & pd.Series(
+        [(p, t) in pairs for p, t in zip(frame["preset"], frame["task"], strict=True)],
+        index=frame.index,
+    )
+    frame.loc[hit, "family"] = "generative"
+    return frame
 
 
 def _fill_main_metrics(frame: pd.DataFrame) -> pd.DataFrame:

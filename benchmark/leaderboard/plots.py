@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 
+from benchmark.leaderboard.baselines import baseline_rows
 from benchmark.leaderboard.load import Results
 from benchmark.leaderboard.ranks import RankTable
 from benchmark.leaderboard.standings import REFERENCE_TIER, TaskSpec, tokenizer_tiers
-from benchmark.leaderboard.tables import slug
+from benchmark.leaderboard.table_model import slug
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +132,10 @@ def _task_points(results: Results, cells: pd.DataFrame, preset: str, spec: TaskS
         if bitrate is not None and pd.notna(bitrate):
             points.append((float(bitrate) / 1000, float(row.value), row.tokenizer))
     baselines = []
-    frame = results.baselines
-    if not frame.empty:
-        mine = frame[
-            (frame["preset"] == preset)
-            & (frame["task"] == spec.task)
-            & (frame["metric"] == spec.metric)
-            & frame["value"].notna()
-        ]
-        baselines = [(row.tokenizer, float(row.value)) for row in mine.itertuples()]
+    for baseline in baseline_rows(results.baselines, preset, spec.task):
+        row = baseline.metrics.get(spec.metric)
+        if row is not None and row["metric_status"] == "ok" and pd.notna(row["value"]):
+            baselines.append((baseline.label, float(row["value"])))
     return points, references, baselines
 
 

@@ -276,10 +276,11 @@ RULES: tuple[str, ...] = (
     "per-utterance scores (1000 resamples, pooled over seeds); a new group starts after a "
     "significant difference (95 % interval of the difference excludes 0), or where no paired "
     "test was possible, unless the values are equal. Failed cells form the last group.",
-    "Mean ranks: the mean of a tokenizer's task ranks over the discriminative (ASR, speaker "
-    "ID, emotion/style) and generative (enhancement, resynthesis, TTS) tasks it was ranked "
-    "in, and over all of them; the overall mean is a weighted mean of the two, so it always "
-    "lies between them. Coverage: tasks ranked / tasks of the preset.",
+    "Mean ranks: the mean of a tokenizer's task ranks over the discriminative tasks (ASR, "
+    "speaker ID, emotion) and over the generative ones (enhancement, resynthesis, TTS: a task "
+    "is generative when its records say it decodes audio) it was ranked in, and over all of "
+    "them; the overall mean is a weighted mean of the two, so it always lies between them. "
+    "Coverage: tasks ranked / tasks of the preset.",
     "Regression diff (--compare): a cell changed when its interval (CI, or the min-max of "
     "timed runs for profiles) and the other build's do not overlap; without an interval, "
     "when the values differ; status changes and added or removed cells are listed too.",

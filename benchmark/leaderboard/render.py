@@ -25,8 +25,7 @@ from markupsafe import Markup
 
 from benchmark.errors import DataError
 from benchmark.leaderboard.plots import PlotFile
-from benchmark.leaderboard.table_model import Table
-from benchmark.leaderboard.tables import slug
+from benchmark.leaderboard.table_model import Table, slug
 from benchmark.pipeline.records import ResultRecord
 from benchmark.pipeline.store import atomic_write_text
 
@@ -108,37 +107,70 @@ def environment() -> jinja2.Environment:
 
 
 def copy_examples(examples: Sequence[dict[str, Any]], out_dir: Path) -> list[dict[str, Any]]:
-    """Copy the examples' audio into ``out_dir/assets/audio``; paths become relative.
+    """Copy the examples' audio into ``out_dir/assets/audio`` and group them for the page.
 
-    A file that does not exist (or is not audio) is listed as missing with its path, so the
-    page says so instead of showing a player that cannot play.
+    Args:
+        examples: :attr:`benchmark.leaderboard.load.Results.examples` (``preset, tokenizer,
+            task, seed, id, label, audio, reference`` with resolved paths) plus ``tier``.
+        out_dir: the site folder.
+
+    Returns:
+        One group per (preset, task, tokenizer): ``{"preset", "task", "tokenizer", "tier",
+        "utterances": [{"id", "seed", "players": [{"label", "src", "missing"}]}]}``; in an
+        utterance, each example's audio under its label, then its reference(s) once. ``src``
+        is relative to the page; a file that does not exist (or is not audio) has ``src``
+        None and ``missing`` its path, so the page says so instead of a player that cannot
+        play. A file used twice (one reference beside several tokenizers) is copied once.
     """
-    shown = []
-    for example in examples:
-        entry = {k: example.get(k) for k in ("preset", "tokenizer", "task", "seed", "id")}
-        entry["tier"] = example.get("tier", "")
-        folder = Path("assets/audio") / slug(
-            str(example["preset"]), str(example["tokenizer"]), str(example["task"])
-        )
-        for key in ("audio", "reference"):
-            source = example.get(key)
-            entry[key] = None
-            entry[f"{key}_missing"] = None
-            if source is None:
-                continue
-            source = Path(source)
-            if not source.is_file() or source.suffix.lower() not in AUDIO_SUFFIXES:
-                entry[f"{key}_missing"] = str(source)
-                log.warning("leaderboard: example audio %s not found; listed as missing", source)
-                continue
-            target = (
-                folder / f"{slug(str(example.get('seed')), str(example['id']), key)}{source.suffix}"
-            )
+    copied: dict[Path, str] = {}
+
+    def place(source: Path | None, folder: Path, name: str) -> tuple[str | None, str | None]:
+        if source is None:
+            return None, None
+        source = Path(source)
+        if not source.is_file() or source.suffix.lower() not in AUDIO_SUFFIXES:
+            log.warning("leaderboard: example audio %s not found; listed as missing", source)
+            return None, str(source)
+        key = source.resolve()
+        if key not in copied:
+            target = folder / f"{slug(name)}{source.suffix.lower()}"
             (out_dir / target).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, out_dir / target)
-            entry[key] = target.as_posix()
-        shown.append(entry)
-    return shown
+            copied[key] = target.as_posix()
+        return copied[key], None
+
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for example in examples:
+        preset, task, tokenizer = (str(example[k]) for k in ("preset", "task", "tokenizer"))
+        group = groups.setdefault(
+            (preset, task, tokenizer),
+            {"preset": preset, "task": task, "tokenizer": tokenizer,
+             "tier": example.get("tier", ""), "utterances": {}},
+        )  # fmt: skip
+        seed, utterance_id = example.get("seed"), str(example["id"])
+        utterance = group["utterances"].setdefault(
+            (seed, utterance_id), {"id": utterance_id, "seed": seed, "players": [], "refs": []}
+        )
+        folder = Path("assets/audio") / slug(preset, tokenizer, task)
+        label = str(example.get("label") or "output")
+        src, missing = place(example.get("audio"), folder, f"{seed}-{utterance_id}-{label}")
+        utterance["players"].append({"label": label, "src": src, "missing": missing})
+        reference = example.get("reference")
+        if reference is not None and Path(reference) not in [r for r, _ in utterance["refs"]]:
+            number = len(utterance["refs"]) + 1
+            name = f"{seed}-{utterance_id}-reference{number if number > 1 else ''}"
+            utterance["refs"].append((Path(reference), place(reference, folder, name)))
+    shown = []
+    for group in groups.values():
+        utterances = []
+        for utterance in group["utterances"].values():
+            refs = utterance.pop("refs")
+            for number, (_, (src, missing)) in enumerate(refs, start=1):
+                label = "reference" if len(refs) == 1 else f"reference {number}"
+                utterance["players"].append({"label": label, "src": src, "missing": missing})
+            utterances.append(utterance)
+        shown.append({**group, "utterances": utterances})
+    return sorted(shown, key=lambda g: (g["preset"], g["task"], g["tokenizer"]))
 
 
 def write_data(

@@ -82,6 +82,43 @@ class Table:
         return pd.DataFrame(records, columns=["row_kind", *[c.label for c in self.columns]])
 
 
+def slug(*parts: str) -> str:
+    """An id / file name from parts (letters, digits, ``-`` and ``_`` only)."""
+    text = "-".join(parts)
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
+
+
+def section_table(
+    section: str,
+    prefix: str,
+    parts: tuple[str, ...],
+    title: str,
+    columns: list[Column],
+    csv_prefix: str | None = None,
+    **fields: Any,
+) -> Table:
+    """A table of one page section, its id ``prefix-parts`` and its CSV download
+    ``csv_prefix-parts.csv`` (``csv_prefix`` defaults to ``prefix``); ``fields`` are the
+    other :class:`Table` fields (preset, task, tier, caption)."""
+    return Table(
+        slug(prefix, *parts),
+        title,
+        columns,
+        section=section,
+        csv_name=f"{slug(csv_prefix or prefix, *parts)}.csv",
+        **fields,
+    )
+
+
+def metric_columns(metric: str, label: str, direction: str | None, help: str) -> list[Column]:
+    """The three columns of one metric: value (with its direction arrow), 95 % CI, n."""
+    return [
+        Column(f"m:{metric}", label, direction, help, True),
+        Column(f"ci:{metric}", f"{metric} 95% CI", None, "bootstrap 95 % interval", True),
+        Column(f"n:{metric}", f"{metric} n", None, f"test items {metric} was computed on", True),
+    ]
+
+
 #: A text cell starting with one of these is read as a formula by spreadsheets.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 

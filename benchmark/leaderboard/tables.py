@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.leaderboard.baselines import baseline_rows
 from benchmark.leaderboard.definitions import define
 from benchmark.leaderboard.load import Results
 from benchmark.leaderboard.ranks import ALL_TIERS, RankTable
@@ -23,17 +24,16 @@ from benchmark.leaderboard.table_model import (
     Row,
     Table,
     fmt,
+    metric_columns,
     number_cell,
+    section_table,
+    slug,
     text_cell,
 )
 
+__all__ = ["rank_tables", "slug", "task_tables", "tokenizer_cell"]
+
 STATUS_TEXT = {"failed": "failed", "unavailable": "n/a", "missing": "\u2014"}
-
-
-def slug(*parts: str) -> str:
-    """An id / file name from parts (letters, digits, ``-`` and ``_`` only)."""
-    text = "-".join(parts)
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
 
 
 def tokenizer_cell(results: Results, preset: str, name: str, prov: str | None = None) -> Cell:
@@ -56,6 +56,15 @@ def bitrate_of(results: Results, preset: str, name: str) -> float | None:
     if not len(rows) or pd.isna(rows.iloc[0]["bitrate"]):
         return None
     return float(rows.iloc[0]["bitrate"])
+
+
+def tokenizer_columns() -> list[Column]:
+    """The leading columns of a table of tokenizers: name, bitrate tier, bitrate."""
+    return [
+        Column("tokenizer", "tokenizer"),
+        Column("tier", "tier"),
+        Column("bitrate", "kbit/s", numeric=True, help="bitrate computed from metadata"),
+    ]
 
 
 def metric_cells(
@@ -133,10 +142,9 @@ def task_tables(
         main = spec.metric if spec else None
         metrics = sorted(group["metric"].unique(), key=lambda m: (m != main, m))
         directions = {m: group[group["metric"] == m]["direction"].dropna() for m in metrics}
+        family = str(group["family"].iloc[0])
         columns = [
-            Column("tokenizer", "tokenizer"),
-            Column("tier", "tier"),
-            Column("bitrate", "kbit/s", numeric=True, help="bitrate computed from metadata"),
+            *tokenizer_columns(),
             Column("seeds", "seeds ok", numeric=True),
             Column("rank", "rank (tier)", numeric=True, help="rank in its bitrate tier"),
             Column(
@@ -150,19 +158,17 @@ def task_tables(
         for metric in metrics:
             direction = directions[metric].iloc[0] if len(directions[metric]) else None
             label = f"{metric} (main)" if metric == main else metric
-            columns.append(Column(f"m:{metric}", label, direction, define(metric), True))
-            columns.append(Column(f"ci:{metric}", f"{metric} 95% CI", None, "", True))
-        columns.append(Column("n", "n", numeric=True, help="test utterances of the main metric"))
-        table = Table(
-            slug("task", preset, task),
+            columns += metric_columns(metric, label, direction, define(metric))
+        table = section_table(
+            "tasks",
+            "task",
+            (preset, task),
             f"{task} ({preset})",
             columns,
-            section="tasks",
             preset=preset,
             task=task,
-            csv_name=f"task-{slug(preset, task)}.csv",
-            caption=f"main metric: {main or 'unknown'}; "
-            f"{'discriminative' if group['family'].iloc[0] == 'discriminative' else 'generative'}",
+            caption=f"{family}; ranked on the main metric {main or 'unknown'}; every metric "
+            "with its direction, 95 % CI and n; reference rows below are never ranked",
         )
         ranks = _rank_lookup(rankings, preset, task)
         preset_jobs = jobs[jobs["preset"] == preset]["tokenizer"].unique()
@@ -179,8 +185,8 @@ def task_tables(
                 value, ci, n = metric_cells(series, index, f"{name} / {task} / {metric}")
                 row.cells[f"m:{metric}"] = value
                 row.cells[f"ci:{metric}"] = ci
+                row.cells[f"n:{metric}"] = n
                 if metric == main:
-                    row.cells["n"] = n
                     seeds = series["seeds_ok"] if series is not None else 0
                     total = series["seeds_total"] if series is not None else 0
                     row.cells["seeds"] = number_cell(seeds, f"{seeds}/{total}")
@@ -220,39 +226,43 @@ def _tokenizer_row(results, preset, task, name, tier, kind, metrics, main) -> Ro
 
 
 def _baseline_rows(results, preset, task, metrics, index) -> list[Row]:
-    frame = results.baselines
-    if frame.empty:
-        return []
+    """Trivial baselines and ground truth (see :mod:`~benchmark.leaderboard.baselines`)."""
     rows = []
-    mine = frame[(frame["preset"] == preset) & (frame["task"] == task)]
-    for name, group in mine.groupby("tokenizer", sort=True):
+    for baseline in baseline_rows(results.baselines, preset, task):
+        sub = "baseline (never ranked)" if baseline.of is None else (
+            f"baseline of {baseline.of} (never ranked)")  # fmt: skip
         cells = {
-            "tokenizer": text_cell(name, sub="baseline (never ranked)"),
+            "tokenizer": text_cell(baseline.label, sub=sub),
             "tier": text_cell("baseline"),
         }
-        for row in group.itertuples(index=False):
-            if row.metric not in metrics:
+        for metric, row in baseline.metrics.items():
+            if metric not in metrics:
                 continue
             info = {
-                "cell": f"baseline {name} / {task} / {row.metric}",
-                "judge": row.judge,
-                "value": row.value,
-                "n": row.n,
-                "records": [row.rid],
-                "status": row.metric_status,
-                "reason": row.reason,
+                "cell": f"baseline {baseline.label} / {task} / {metric}",
+                "judge": row["judge"] or None,
+                "value": row["value"],
+                "n": None if pd.isna(row["n"]) else int(row["n"]),
+                "records": [row["rid"]],
+                "status": row["metric_status"],
+                "reason": row["reason"],
             }
             prov = index.add(info)
-            if row.metric_status != "ok" or row.value is None or pd.isna(row.value):
-                text = STATUS_TEXT.get(row.metric_status, str(row.metric_status))
-                cells[f"m:{row.metric}"] = Cell(text, None, prov, row.reason, "unavailable")
+            if row["metric_status"] != "ok" or row["value"] is None or pd.isna(row["value"]):
+                status = str(row["metric_status"])
+                text = STATUS_TEXT.get(status, status)
+                css = "failed" if status == "failed" else "unavailable"
+                cells[f"m:{metric}"] = Cell(text, None, prov, row["reason"], css, status)
                 continue
-            cells[f"m:{row.metric}"] = number_cell(float(row.value), prov=prov)
-            if row.ci_low is not None and not pd.isna(row.ci_low):
-                cells[f"ci:{row.metric}"] = Cell(
-                    f"[{fmt(row.ci_low)}, {fmt(row.ci_high)}]", float(row.ci_low), prov
+            cells[f"m:{metric}"] = number_cell(float(row["value"]), prov=prov)
+            if row["ci_low"] is not None and not pd.isna(row["ci_low"]):
+                low, high = float(row["ci_low"]), float(row["ci_high"])
+                cells[f"ci:{metric}"] = Cell(
+                    f"[{fmt(low)}, {fmt(high)}]", low, prov, raw=f"{low};{high}"
                 )
-        rows.append(Row("baseline", cells, tier="baseline", label=str(name)))
+            if info["n"] is not None:
+                cells[f"n:{metric}"] = number_cell(info["n"], str(info["n"]))
+        rows.append(Row("baseline", cells, tier="baseline", label=baseline.label))
     return rows
 
 
@@ -289,11 +299,7 @@ def rank_tables(results: Results, rankings: list[RankTable]) -> list[Table]:
     """One table per (preset, tier): per-task rank (group), mean ranks, coverage."""
     tables = []
     for ranking in rankings:
-        columns = [
-            Column("tokenizer", "tokenizer"),
-            Column("tier", "tier"),
-            Column("bitrate", "kbit/s", numeric=True),
-        ]
+        columns = tokenizer_columns()
         for task in ranking.tasks:
             columns.append(
                 Column(
@@ -312,14 +318,15 @@ def rank_tables(results: Results, rankings: list[RankTable]) -> list[Table]:
             columns.append(Column(f"mean:{key}", f"{label} mean rank", "lower", "", True))
         columns.append(Column("coverage", "coverage", "higher", "tasks ranked / tasks", True))
         tier_label = "all tiers" if ranking.tier == ALL_TIERS else f"{ranking.tier} bitrate"
-        table = Table(
-            slug("rank", ranking.preset, ranking.tier),
+        table = section_table(
+            "rankings",
+            "rank",
+            (ranking.preset, ranking.tier),
             f"Ranking, {tier_label} ({ranking.preset})",
             columns,
-            section="rankings",
+            csv_prefix="ranking",
             preset=ranking.preset,
             tier=ranking.tier,
-            csv_name=f"ranking-{slug(ranking.preset, ranking.tier)}.csv",
             caption="mean of per-task ranks; a failed cell ranks last, unavailable and "
             "missing cells are not ranked (see the rules)",
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmark.errors import BenchmarkError
 from benchmark.pipeline.env import StepEnv
-from benchmark.pipeline.graph import Step, StepGraph
+from benchmark.pipeline.graph import RECORD_KINDS, Step, StepGraph
 from benchmark.pipeline.records import ResultRecord
 from benchmark.pipeline.status import is_done
 from benchmark.pipeline.steps import UpstreamError, failure_record, run_step
@@ -55,7 +55,7 @@ def execute(graph: StepGraph, env: StepEnv, fail_fast: bool = False) -> list[Job
             error = UpstreamError(f"{upstream.label} failed: {cause}")
             error.__cause__ = cause
             failures[step.id] = error
-            if step.kind in ("job", "profile"):
+            if step.kind in RECORD_KINDS:
                 _write_failure(step, env, error)
             continue
         try:
@@ -67,15 +67,15 @@ def execute(graph: StepGraph, env: StepEnv, fail_fast: bool = False) -> list[Job
             log.error("%s failed: %s", step.label, exc)
             log.debug("%s failed", step.label, exc_info=True)
             failures[step.id] = exc
-            if step.kind in ("job", "profile") and not isinstance(exc, StoreWriteError):
+            if step.kind in RECORD_KINDS and not isinstance(exc, StoreWriteError):
                 _write_failure(step, env, exc)
             if fail_fast:
                 raise FailFast(f"{step.label} failed: {exc} (--fail-fast)") from exc
     for step in graph.goals():
-        if step.kind not in ("job", "profile") and step.id in failures:
+        if step.kind not in RECORD_KINDS and step.id in failures:
             raise failures[step.id]
     return [_outcome(step, step.id not in ran and step.id not in failures, failures)
-            for step in graph.goals() if step.kind in ("job", "profile")]  # fmt: skip
+            for step in graph.goals() if step.kind in RECORD_KINDS]  # fmt: skip
 
 
 def _run_locked(step: Step, env: StepEnv) -> None:

@@ -99,6 +99,7 @@ class Planner(GenerativePlanning):
                     self._job(tok, task_entry, task_spec, task, splits, seed)
             if "all" in config.tasks and tok.key is not None:
                 self._profile(tok)
+                self._token_stats(tok, tasks)
         return self.graph
 
     def _profile(self, tok: _Tok) -> None:
@@ -132,6 +133,14 @@ class Planner(GenerativePlanning):
             goal=True,
         )
         self._add(step)
+
+    def _token_stats(self, tok: _Tok, tasks: list) -> None:
+        """``--task all`` also measures the tokenizer's token statistics on the test splits."""
+        from benchmark.pipeline.stats_step import token_stats_step
+
+        step = token_stats_step(self, tok, tasks)
+        if step is not None:
+            self._add(step)
 
     def plan_tokens(
         self, tokenizer: str, data: Mapping[str, DataRef | Manifest]

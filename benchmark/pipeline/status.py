@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmark.pipeline.graph import RECORD_KINDS
 from benchmark.pipeline.keys import changed_components, fingerprint
 from benchmark.pipeline.records import ResultRecord
 
@@ -94,7 +95,7 @@ def _check(step: Step, env: StepEnv, overwrite: bool) -> tuple[bool, str]:
         ):
             return True, ""
         return False, "no tokens for this key yet" if meta is None else "cache entry damaged"
-    if step.kind in ("job", "profile"):
+    if step.kind in RECORD_KINDS:
         return _job_state(step, env, overwrite and step.kind == "job")
     raise ValueError(f"unknown step kind {step.kind!r}")
 

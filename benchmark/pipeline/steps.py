@@ -273,6 +273,8 @@ def run_job(step: Step, env: StepEnv) -> ResultRecord:
         for name, values in output.baselines.items()
     }
     record.main_metric = main
+    # the leaderboard's discriminative / generative grouping reads this task attribute
+    record.config["task"]["needs_decode"] = bool(task.info.needs_decode)
     record.provenance["tokenizer_state"] = dict(tokenizer.state_fingerprint())
     record.extras = {
         **output.extras,
@@ -348,10 +350,10 @@ def base_record(step: Step, env: StepEnv) -> ResultRecord:
 
 def failure_record(step: Step, env: StepEnv, exc: BaseException) -> ResultRecord:
     """The ``failed`` (or ``unavailable``) record of a job that raised or could not start."""
-    if step.kind == "profile":
+    if step.kind in ("profile", "token-stats"):
         spec = step.spec
         record = ResultRecord("failed", spec["tokenizer_name"], spec["task_name"], 0,
-                              env.config.preset, step.key, kind="profile")  # fmt: skip
+                              env.config.preset, step.key, kind=step.kind)  # fmt: skip
     else:
         record = base_record(step, env)
     cause = exc.__cause__ if isinstance(exc, UpstreamError) and exc.__cause__ else exc
@@ -372,19 +374,52 @@ def run_profile(step: Step, env: StepEnv) -> ResultRecord:
     tokenizer = env.tokenizer(spec["tokenizer"], spec["fit_dir"])
     info = {**tokenizer.info.to_dict(), "description": spec["description"],
             "display_name": spec["display_name"]}  # fmt: skip
-    provenance = {
-        "code": code_version(),
-        "packages": package_versions(),
-        "lock_sha256": lock_sha256(),
-        "tokenizer_source": spec["tokenizer_source"],
-        "weights": spec["tokenizer"]["weights"],
-    }
+    provenance = _tokenizer_provenance(spec)
     _, record, _ = profile_step(
         tokenizer, spec["tokenizer_name"], env.config.preset, env.device,
         env.config.results_dir, spec["tokenizer_key"], ProfileSettings(**spec["settings"]),
         provenance, info, overwrite=True,
     )  # fmt: skip
     record.key_components = step.components  # so that a later plan can say what changed
+    record.to_disk(step.output)
+    return record
+
+
+def _tokenizer_provenance(spec: dict[str, Any]) -> dict[str, Any]:
+    """Provenance of a record about a tokenizer alone (a profile, token statistics)."""
+    return {
+        "code": code_version(),
+        "packages": package_versions(),
+        "lock_sha256": lock_sha256(),
+        "tokenizer_source": spec["tokenizer_source"],
+        "weights": spec["tokenizer"]["weights"],
+    }
+
+
+def run_token_stats(step: Step, env: StepEnv) -> ResultRecord:
+    """Codebook usage, entropy and stability from the cached test tokens, as a record.
+
+    Reads the token caches of the extract steps it depends on; only the stability measure
+    encodes (a bounded sample, see :mod:`benchmark.token_stats`).
+    """
+    from benchmark.token_stats import StatsSettings, token_stats_record
+
+    spec = step.spec
+    tokenizer = env.tokenizer(spec["tokenizer"], spec["fit_dir"])
+    sizes = tokenizer.info.codebook_sizes
+    splits = {
+        name: load_tokens(cache, spec["kept_codebooks"], sizes, env)
+        for name, cache in spec["caches"].items()
+    }
+    provenance = {**_tokenizer_provenance(spec), "device": device_description(env.device)}
+    record = token_stats_record(
+        tokenizer, spec["tokenizer_name"], env.config.preset, splits,
+        StatsSettings(**spec["settings"]), step.key, provenance,
+    )  # fmt: skip
+    record.tokenizer_info = {**(record.tokenizer_info or {}), "description": spec["description"],
+                             "display_name": spec["display_name"]}  # fmt: skip
+    record.conformance = read_gate(spec.get("gate"))
+    record.key_components = step.components
     record.to_disk(step.output)
     return record
 
@@ -408,6 +443,7 @@ STEP_FUNCTIONS = {
     "generate": _generative("run_generate"),
     "job": run_job,
     "profile": run_profile,
+    "token-stats": run_token_stats,
 }
 
 
