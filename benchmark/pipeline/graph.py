@@ -16,7 +16,15 @@ from typing import Any, Literal
 from benchmark.pipeline.keys import key_of
 
 StepKind = Literal[
-    "prepare", "fit", "conformance", "extract", "vocoder", "judge", "generate", "job", "profile",
+    "prepare",
+    "fit",
+    "conformance",
+    "extract",
+    "vocoder",
+    "judge",
+    "generate",
+    "job",
+    "profile",
     "token-stats",
 ]
 #: Step kinds whose output is a result record (a failure is recorded; a goal has an outcome).
