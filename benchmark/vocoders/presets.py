@@ -1,8 +1,10 @@
 """Vocoder training presets: ``mini`` (CPU, well under a minute) and ``full`` (the recipe).
 
 ``mini`` is a tiny generator (32-d embeddings, 64 initial channels, one residual block per
-stage, 72 k parameters) trained for 400 steps of 4 segments of 16 frames on the synthetic
-single-voice ``mini-tts`` corpus, on one CPU thread, with the mel loss except for its last
+stage, 72 k parameters) trained for 400 steps of 4 segments of 16 frames on the training
+speakers of the synthetic ``mini-asr`` corpus (many voices, like LibriTTS in ``full``, and the
+same tokens the ASR task encodes, so the generative path costs no extra extraction), on one
+CPU thread, with the mel loss except for its last
 3 steps: speechbrain's discriminators (70 M parameters, the same in every preset) cost
 seconds per step on a CPU. ``adversarial_steps`` (``--adversarial-steps``) sets how many final
 steps are adversarial.
@@ -133,7 +135,7 @@ class VocoderPreset:
 PRESETS: dict[str, VocoderPreset] = {
     "mini": VocoderPreset(
         name="mini",
-        corpus="mini-tts",
+        corpus="mini-asr",
         architecture={
             "embedding_dim": 32,
             "attn_dim": 32,
