@@ -7,6 +7,9 @@ preparing the corpus first when the recipe synthesises it. Recipes:
 - ``mini``: the synthetic espeak-ng corpus (:mod:`benchmark.data.mini`), built once;
 - ``librispeech``: LibriSpeech under ``--data-root`` (:mod:`benchmark.data.librispeech`);
 - ``ljspeech``, ``libritts``: TTS corpora under ``--data-root`` (:mod:`benchmark.data.tts_corpora`);
+- ``iemocap``: IEMOCAP_full_release under ``--data-root``, 4 emotion classes
+  (:mod:`benchmark.data.iemocap`);
+- ``voxceleb1``: VoxCeleb1 identification under ``--data-root`` (:mod:`benchmark.data.voxceleb`);
 - ``manifest``: your own data, a folder holding ``train.jsonl`` / ``valid.jsonl`` /
   ``test.jsonl`` manifests (:mod:`benchmark.data.manifest`; audio paths relative to that
   folder), named by ``subset`` (e.g. ``corpus: manifest, subset: /data/my-corpus``).
@@ -156,6 +159,18 @@ def _voicebank_manifest(subset: str, split: str, context: BuildContext) -> Manif
     return voicebank_manifest(context.data_root, split, cache_dir, progress=context.progress)
 
 
+def _iemocap_manifest(subset: str, split: str, context: BuildContext) -> Manifest:
+    from benchmark.data.iemocap import iemocap_manifest
+
+    return iemocap_manifest(subset, split, context)
+
+
+def _voxceleb1_manifest(subset: str, split: str, context: BuildContext) -> Manifest:
+    from benchmark.data.voxceleb import voxceleb1_manifest
+
+    return voxceleb1_manifest(subset, split, context)
+
+
 def _own_manifest(subset: str, split: str, context: BuildContext) -> Manifest:
     folder = Path(subset).expanduser()
     if not folder.is_absolute() and context.data_root is not None:
@@ -187,6 +202,12 @@ register_corpus(Corpus("ljspeech", "LJSpeech-1.1 under --data-root", _ljspeech_m
 register_corpus(Corpus("libritts", "LibriTTS under --data-root", _libritts_manifest))
 register_corpus(
     Corpus("voicebank", "VoiceBank-DEMAND (28 speakers) under --data-root", _voicebank_manifest)
+)
+register_corpus(
+    Corpus("iemocap", "IEMOCAP_full_release under --data-root (4 emotions)", _iemocap_manifest)
+)
+register_corpus(
+    Corpus("voxceleb1", "VoxCeleb1 identification under --data-root", _voxceleb1_manifest)
 )
 register_corpus(
     Corpus("manifest", "your own corpus: <subset>/<split>.jsonl manifests", _own_manifest)
