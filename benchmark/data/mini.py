@@ -5,7 +5,9 @@
 - ``asr``: seeded English sentences (:mod:`benchmark.data.mini_text`) read by synthetic
   speakers (espeak voice x variant x pitch x rate); splits are speaker-disjoint.
 - ``speaker``: closed-set speaker identification, the same speakers in every split.
-- ``style``: four prosodic speaking styles (label), speaker-disjoint splits, balanced.
+- ``style``: four prosodic speaking styles (label; the mini stand-in of emotion recognition),
+  read by every speaker, speaker-disjoint splits, balanced; the styles' prosody ranges
+  overlap (jittered per utterance), so no single cue separates them.
 - ``enhance``: noisy/clean pairs at SNRs drawn from 0..15 dB (white, pink, hum, babble).
 - ``tts``: one fixed voice reading text.
 - ``ood``: other sentence structures and other voices, ``train`` only (for k-means fitting).
@@ -41,7 +43,7 @@ from benchmark.pipeline.store import atomic_folder, output_lock, remove_stale_te
 
 logger = logging.getLogger(__name__)
 
-MINI_VERSION = "2"
+MINI_VERSION = "3"
 SUBSETS: tuple[str, ...] = ("asr", "speaker", "style", "enhance", "tts", "ood")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 MARKER = "COMPLETE"
@@ -60,13 +62,19 @@ OOD_VARIANTS: tuple[str, ...] = (
     "m8", "klatt4", "klatt5", "klatt6", "Alex", "Andy", "Annie", "Lee", "Mike", "michel",
     "rob", "victor", "belinda", "benjamin", "boris",
 )  # fmt: skip
-# style -> (pitch offset, rate factor, amplitude 0..200, SSML pitch range)
-STYLES: dict[str, tuple[int, float, int, str]] = {
-    "neutral": (0, 1.0, 100, "medium"),
-    "high_excited": (30, 1.2, 170, "x-high"),
-    "low_sad": (-25, 0.72, 55, "x-low"),
-    "fast_urgent": (10, 1.45, 135, "low"),
+# style -> mean prosody: (pitch offset, rate factor, amplitude 0..200) and the weights of
+# the SSML pitch ranges PITCH_RANGES drawn per utterance. The means sit close together and
+# every utterance is jittered (STYLE_JITTER), so the styles' prosody ranges overlap, as
+# emotions do in speech: no single cue (loudness, rate, pitch) separates them on its own.
+PITCH_RANGES: tuple[str, ...] = ("x-low", "low", "medium", "high", "x-high")
+STYLES: dict[str, tuple[int, float, int, tuple[float, ...]]] = {
+    "neutral": (0, 1.0, 100, (0.1, 0.25, 0.3, 0.25, 0.1)),
+    "high_excited": (9, 1.08, 115, (0.0, 0.05, 0.2, 0.35, 0.4)),
+    "low_sad": (-8, 0.86, 85, (0.4, 0.35, 0.2, 0.05, 0.0)),
+    "fast_urgent": (4, 1.2, 120, (0.15, 0.3, 0.3, 0.2, 0.05)),
 }
+#: per-utterance jitter: pitch offset s.d. (espeak -p steps), log-rate s.d., log-amplitude s.d.
+STYLE_JITTER: tuple[float, float, float] = (5.0, 0.08, 0.25)
 ESPEAK_INSTALL = (
     "espeak-ng is not installed; install it with `apt-get install espeak-ng` (Debian/Ubuntu)"
 )
@@ -84,7 +92,9 @@ class MiniConfig:
         utterances_per_speaker: asr utterances per speaker (20 x 60 = 1200, about 1 h).
         speaker_train_per_speaker: speaker-ID training utterances per speaker.
         speaker_eval_per_speaker: speaker-ID valid and test utterances per speaker (each).
-        style_per_speaker: utterances per speaker and style.
+        style_per_speaker: utterances per training speaker and style.
+        style_eval_per_speaker: utterances per valid or test speaker and style (the held-out
+            speakers read more, so the test has enough utterances for tight intervals).
         enhance_per_speaker: noisy/clean pairs per speaker.
         tts_utterances: single-voice utterances (80/10/10 split).
         ood_utterances: out-of-domain utterances (train only).
@@ -101,6 +111,7 @@ class MiniConfig:
     speaker_train_per_speaker: int = 16
     speaker_eval_per_speaker: int = 4
     style_per_speaker: int = 5
+    style_eval_per_speaker: int = 20
     enhance_per_speaker: int = 20
     tts_utterances: int = 300
     ood_utterances: int = 200
@@ -156,11 +167,35 @@ class _Speaker:
     pitch: int  # espeak -p, 0..99
     rate: int  # espeak -s, words per minute
 
-    def job(self, rel: str, text: str, style: str = "") -> SynthJob:
-        pitch_offset, rate_factor, amplitude, pitch_range = STYLES[style or "neutral"]
-        pitch = int(np.clip(self.pitch + pitch_offset, 0, 99))
-        voice, rate = f"{self.accent}+{self.variant}", round(self.rate * rate_factor)
-        return SynthJob(rel, voice, pitch, rate, amplitude, text, pitch_range if style else None)
+    def job(self, rel: str, text: str, prosody: _Prosody | None = None) -> SynthJob:
+        """The espeak-ng call reading ``text`` in this voice, shifted by ``prosody``."""
+        voice = f"{self.accent}+{self.variant}"
+        if prosody is None:
+            return SynthJob(rel, voice, self.pitch, self.rate, 100, text)
+        pitch = int(np.clip(self.pitch + prosody.pitch_offset, 0, 99))
+        rate = round(self.rate * prosody.rate_factor)
+        return SynthJob(rel, voice, pitch, rate, prosody.amplitude, text, prosody.pitch_range)
+
+
+@dataclass(frozen=True)
+class _Prosody:
+    """One style utterance's prosody: its style's mean plus this utterance's jitter."""
+
+    pitch_offset: int
+    rate_factor: float
+    amplitude: int  # espeak -a, 0..200
+    pitch_range: str  # SSML <prosody range=...>
+
+    @staticmethod
+    def draw(style: str, rng: np.random.Generator) -> _Prosody:
+        pitch, rate, amplitude, range_weights = STYLES[style]
+        pitch_sd, rate_sd, amplitude_sd = STYLE_JITTER
+        return _Prosody(
+            round(pitch + float(rng.normal(0.0, pitch_sd))),
+            round(rate * float(np.exp(rng.normal(0.0, rate_sd))), 4),
+            int(np.clip(round(amplitude * float(np.exp(rng.normal(0.0, amplitude_sd)))), 20, 200)),
+            PITCH_RANGES[int(rng.choice(len(PITCH_RANGES), p=np.asarray(range_weights)))],
+        )
 
 
 @dataclass(frozen=True)
@@ -247,14 +282,14 @@ class _Plan:
         return generate_sentences(self.rngs[stream], count, family, exclude=self.seen)
 
     def add(self, subset: str, split: str, uid: str, spk: _Speaker, text: str, **kw: Any) -> str:
-        """Queue one synthesis; ``kw``: label, style, extra, rel (default ``wav/{uid}.wav``)."""
+        """Queue one synthesis; ``kw``: label, prosody, extra, rel (default ``wav/{uid}.wav``)."""
         rel = f"{subset}/{kw.get('rel', f'wav/{uid}.wav')}"
         utterance = Utterance(
             uid, rel.split("/", 1)[1], 0.0, self.config.sample_rate, text, spk.id,
             kw.get("label"), kw.get("extra", {}),
         )  # fmt: skip
         self.items.append(_Item(subset, split, rel, utterance))
-        self.jobs.append(spk.job(kw.get("clean", rel), text, kw.get("style", "")))
+        self.jobs.append(spk.job(kw.get("clean", rel), text, kw.get("prosody")))
         return rel
 
     def build(self) -> _Plan:
@@ -269,12 +304,19 @@ class _Plan:
                 for k, text in enumerate(self.sentences("speaker", counts[split])):
                     uid = f"speaker-{spk.id}-{split}-{k:04d}"
                     self.add("speaker", split, uid, spk, text, label=spk.id)
+        prosody_rng = _rng(c, "style-prosody")
         for spk in self.speakers:
+            split = self.split_of[spk.id]
+            per_style = c.count(
+                c.style_per_speaker if split == "train" else c.style_eval_per_speaker
+            )
             for style in STYLES:
-                for k, text in enumerate(self.sentences("style", c.count(c.style_per_speaker))):
+                for k, text in enumerate(self.sentences("style", per_style)):
                     uid, extra = f"style-{spk.id}-{style}-{k:04d}", {"synthetic_style": True}
-                    split = self.split_of[spk.id]
-                    self.add("style", split, uid, spk, text, label=style, style=style, extra=extra)
+                    prosody = _Prosody.draw(style, prosody_rng)
+                    self.add(
+                        "style", split, uid, spk, text, label=style, prosody=prosody, extra=extra
+                    )
         self._enhance()
         tts = _Speaker("tts", "en-us", "f2", 50, 165)
         n = c.count(c.tts_utterances, minimum=3)
