@@ -1,7 +1,9 @@
-"""Utterance classification on tokens: speaker identification, emotion / style recognition.
+"""Utterance classification on tokens: speaker identification, emotion recognition.
 
-Head: token front end (embeddings + layer fusion) -> 1-layer BiLSTM -> masked mean and
-standard-deviation pooling -> linear classifier. Scored by accuracy on the test split; the
+Head: token front end (embeddings + layer fusion) -> utterance encoder -> linear classifier.
+The encoder is the ``head`` task parameter (:mod:`benchmark.models.utterance_encoders`):
+``bilstm`` (1-layer BiLSTM, masked mean and standard-deviation pooling) or ``ecapa``
+(speechbrain's ECAPA-TDNN), DASB's two heads. Scored by accuracy on the test split; the
 layer weights averaged over the test set go into the record.
 """
 
@@ -25,9 +27,9 @@ from benchmark.api import (
 )
 from benchmark.errors import DataError
 from benchmark.metrics.classification import Accuracy
-from benchmark.models.bilstm import MaskedBiLSTM
 from benchmark.models.frontend import build_frontend
 from benchmark.models.fusion import LayerWeightMeter
+from benchmark.models.utterance_encoders import HEADS, build_utterance_encoder
 from benchmark.tasks.training import (
     Batch,
     Example,
@@ -43,7 +45,18 @@ SPLITS = ("train", "valid", "test")
 
 
 class ClassificationHead(nn.Module):
-    """``[B, N, K]`` tokens (or ``[B, N, K, D]`` features) -> ``[B, classes]`` logits."""
+    """``[B, N, K]`` tokens (or ``[B, N, K, D]`` features) -> ``[B, classes]`` logits.
+
+    Args:
+        info: the tokenizer's metadata (codebooks, or feature layers).
+        num_classes: output classes.
+        dim: front-end (fused frame) size.
+        hidden: BiLSTM units per direction (``head="bilstm"``).
+        fusion, fusion_layer: layer fusion mode and the layer of ``single``.
+        init: optional ``[K, C, D_init]`` embedding initialisation.
+        head: ``bilstm`` or ``ecapa``.
+        ecapa: ECAPA-TDNN sizes (``channels``, ``embedding``, ``attention``), ``head="ecapa"``.
+    """
 
     def __init__(
         self,
@@ -54,22 +67,21 @@ class ClassificationHead(nn.Module):
         fusion: str,
         fusion_layer: int = 0,
         init: torch.Tensor | None = None,
+        head: str = "bilstm",
+        ecapa: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         self.frontend = build_frontend(info, dim, fusion, fusion_layer, init)
-        self.encoder = MaskedBiLSTM(dim, hidden)
-        self.classifier = nn.Sequential(nn.Dropout(0.1), nn.Linear(4 * hidden, num_classes))
+        sizes = {f"ecapa_{key}": value for key, value in (ecapa or {}).items()}
+        self.encoder = build_utterance_encoder(head, dim, hidden, **sizes)
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.1), nn.Linear(self.encoder.out_dim, num_classes)
+        )
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits ``[B, classes]`` and layer weights ``[B, N, K]`` (or None)."""
         fused, weights = self.frontend(batch.tokens, batch.mask)
-        encoded = self.encoder(fused, batch.lengths)
-        mask = batch.mask.unsqueeze(-1).float()
-        count = mask.sum(dim=1).clamp(min=1.0)
-        mean = (encoded * mask).sum(dim=1) / count
-        var = ((encoded - mean.unsqueeze(1)) ** 2 * mask).sum(dim=1) / count
-        pooled = torch.cat([mean, var.clamp(min=1e-6).sqrt()], dim=-1)
-        return self.classifier(pooled), weights
+        return self.classifier(self.encoder(fused, batch.mask)), weights
 
 
 class UtteranceClassificationTask(Task):
@@ -78,10 +90,12 @@ class UtteranceClassificationTask(Task):
     Args:
         name: task name (from the card).
         corpus: corpus recipe (``mini``).
-        subset: corpus part (``style``, ``speaker``).
+        subset: corpus part (``style``, ``speaker``; ``iemocap``, ``identification``).
         label_field: manifest field holding the class (``label`` or ``speaker``).
-        main_metric: recorded as the main metric (``accuracy``).
         dim, hidden: front-end and BiLSTM sizes.
+        head: utterance encoder, ``bilstm`` or ``ecapa``.
+        ecapa_channels, ecapa_embedding, ecapa_attention: ECAPA-TDNN block width (the
+            aggregation layer has 3x), embedding size and attentive-pooling width.
         fusion: layer fusion mode; ``fusion_layer`` for ``single``.
         embedding_init: ``random`` or ``tokenizer`` (codebook vectors, when available).
         epochs, batch_size, lr: training budget; max_seconds: safety stop (fails the job).
@@ -102,9 +116,28 @@ class UtteranceClassificationTask(Task):
         batch_size: int = 32,
         lr: float = 2e-3,
         max_seconds: float = 0.0,
+        head: str = "bilstm",
+        ecapa_channels: int = 512,
+        ecapa_embedding: int = 192,
+        ecapa_attention: int = 128,
     ) -> None:
         if label_field not in ("label", "speaker"):
             raise ValueError(f"label_field must be 'label' or 'speaker', got {label_field!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {list(HEADS)}, got {head!r}")
+        for key, value in (
+            ("ecapa_channels", ecapa_channels),
+            ("ecapa_embedding", ecapa_embedding),
+            ("ecapa_attention", ecapa_attention),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive integer, got {value!r}")
+        if ecapa_channels % 8:
+            raise ValueError(f"ecapa_channels must be a multiple of 8, got {ecapa_channels!r}")
+        self.head = head
+        self.ecapa = {
+            "channels": ecapa_channels, "embedding": ecapa_embedding, "attention": ecapa_attention,
+        }  # fmt: skip
         self.info = TaskInfo(
             name=name, kind="classification", main_metric="accuracy", corpus=corpus
         )
@@ -152,6 +185,8 @@ class UtteranceClassificationTask(Task):
             self.fusion,
             self.fusion_layer,
             init,
+            self.head,
+            self.ecapa,
         ).to(run.device)
         loss = nn.CrossEntropyLoss()
 
@@ -184,6 +219,7 @@ class UtteranceClassificationTask(Task):
         extras: dict[str, Any] = {
             "training": {"history": result.history, "best_epoch": result.best_epoch},
             "classes": labels,
+            "head": self.head,
         }
         if meter.mean() is not None:
             extras["layer_weights"] = meter.mean()
