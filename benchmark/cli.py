@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m benchmark",
         description="Benchmark discrete audio tokenizers: conformance checks, downstream tasks "
-        "(ASR, speaker ID, speaking style), vocoders, and typed result records.",
+        "(ASR, speaker ID, emotion), vocoders, and typed result records.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)

@@ -177,7 +177,7 @@ def test_cli_end_to_end_and_exit_codes(workdir, tmp_path):
     assert again.returncode == 0 and "up to date, skipped" in again.stdout
 
     unknown = _cli(
-        "run", "--tokenizer", "dumy", "--task", "style", workdir=workdir, results=results
+        "run", "--tokenizer", "dumy", "--task", "emotion", workdir=workdir, results=results
     )
     assert unknown.returncode == 2
     assert unknown.stderr.strip().splitlines() == [
@@ -188,7 +188,7 @@ def test_cli_end_to_end_and_exit_codes(workdir, tmp_path):
         "--tokenizer",
         "dummy",
         "--task",
-        "style",
+        "emotion",
         "--preset",
         "huge",
         workdir=workdir,
@@ -196,7 +196,7 @@ def test_cli_end_to_end_and_exit_codes(workdir, tmp_path):
     )
     assert preset.returncode == 2 and "unknown preset 'huge'" in preset.stderr
     assert "Traceback" not in preset.stderr
-    usage = _cli("run", "--task", "style", workdir=workdir, results=results)
+    usage = _cli("run", "--task", "emotion", workdir=workdir, results=results)
     assert usage.returncode == 2 and "--tokenizer" in usage.stderr
 
 

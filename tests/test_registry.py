@@ -35,7 +35,7 @@ def test_builtin_cards_are_registered_with_their_source():
     assert entry.source.route == "builtin"
     assert entry.source.location == "tokenizers/dummy.yaml"
     assert len(entry.source.digest) == 64
-    assert {"style", "speaker-id"} <= set(registries.task.names())
+    assert {"emotion", "speaker-id"} <= set(registries.task.names())
     assert {"accuracy", "wer", "cer"} <= set(registries.metric.names())
 
 

@@ -44,7 +44,7 @@ def _task_card(folder: Path, epochs: int = 1) -> Path:
 def corpus(tmp_path_factory) -> Path:
     """A workdir holding only the shrunk mini corpus (``data/``)."""
     root = tmp_path_factory.mktemp("corpus")
-    config = RunConfig(tokenizers=("dummy",), tasks=("style",), workdir=root,
+    config = RunConfig(tokenizers=("dummy",), tasks=("emotion",), workdir=root,
                        corpus_scale=SCALE, progress=False, device="cpu", threads=1)  # fmt: skip
     from benchmark.data.corpora import get_corpus
 
@@ -96,7 +96,7 @@ def _cli_args(workdir: Path, results: Path, *extra: str) -> list[str]:
 )
 def test_bad_options_are_one_line_usage_errors_before_any_work(tmp_path, capsys, option, expected):
     work = tmp_path / "work"
-    argv = ["run", "--tokenizer", "dummy", "--task", "style", "--workdir", str(work),
+    argv = ["run", "--tokenizer", "dummy", "--task", "emotion", "--workdir", str(work),
             "--results", str(tmp_path / "results"), *option]  # fmt: skip
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -110,7 +110,7 @@ def test_cuda_without_a_gpu_and_an_unwritable_results_folder(tmp_path, capsys):
     blocker = tmp_path / "results"
     blocker.write_text("a file, not a folder")
     work = tmp_path / "work"
-    base = ["run", "--tokenizer", "dummy", "--task", "style", "--workdir", str(work)]
+    base = ["run", "--tokenizer", "dummy", "--task", "emotion", "--workdir", str(work)]
     assert cli.main([*base, "--results", str(blocker)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: the results folder is not writable: {blocker}")
@@ -135,7 +135,7 @@ def test_tokenizer_parameter_errors_surface_at_plan_time(tmp_path, param, expect
     work = tmp_path / "work"
     done = subprocess.run(
         [sys.executable, "-m", "benchmark", "plan", "--tokenizer", "wavlm-dasb", "--task",
-         "style", "--tokenizer-param", param, "--workdir", str(work), "--results",
+         "emotion", "--tokenizer-param", param, "--workdir", str(work), "--results",
          str(tmp_path / "results"), "--corpus-scale", str(SCALE), "--threads", "1"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -215,7 +215,7 @@ def test_an_unwrapped_os_error_is_one_line_with_its_path(tmp_path, monkeypatch, 
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
 
     monkeypatch.setattr("benchmark.pipeline.commands.run", full_disk)
-    argv = ["run", "--tokenizer", "dummy", "--task", "style", "--workdir", str(tmp_path / "w"),
+    argv = ["run", "--tokenizer", "dummy", "--task", "emotion", "--workdir", str(tmp_path / "w"),
             "--results", str(tmp_path / "r")]  # fmt: skip
     assert cli.main(argv) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -251,7 +251,7 @@ def test_parameter_typos_and_bad_classes_are_usage_errors(setup, tmp_path):
     long = tmp_path / "long.yaml"
     long.write_text(f"name: {'a' * 120}\ndescription: x\nclass: a.b:C\n")
     cli = subprocess.run(
-        [sys.executable, "-m", "benchmark", "plan", "--tokenizer", str(long), "--task", "style"],
+        [sys.executable, "-m", "benchmark", "plan", "--tokenizer", str(long), "--task", "emotion"],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
     )  # fmt: skip
     assert cli.returncode == 2 and "keep them to 100" in cli.stderr
