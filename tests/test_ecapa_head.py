@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from benchmark.api import TokenizerInfo
+from benchmark.api import TaskRun, TokenizerInfo
+from benchmark.cache import TokenSplit
+from benchmark.data.manifest import Utterance, read_manifest, write_manifest
+from benchmark.errors import DataError
 from benchmark.models.utterance_encoders import ECAPAPooling, build_utterance_encoder
 from benchmark.tasks.classification import ClassificationHead, UtteranceClassificationTask
 from benchmark.tasks.training import Batch, Example, batches
@@ -92,3 +96,52 @@ def test_head_parameters_are_checked():
         UtteranceClassificationTask("emotion", "mini", "style", ecapa_embedding=0)
     with pytest.raises(ValueError, match="head must be one of"):
         build_utterance_encoder("lstm", 8)
+
+
+def _token_split(tmp_path, name: str, labels: list[str], seed: int) -> TokenSplit:
+    """A cached-token split: class "b" utterances use ids 3-5 of codebook 0, "a" ids 0-2."""
+    lines = [
+        Utterance(f"{name}{i}", f"{name}{i}.wav", 0.3, 16000, label=label)
+        for i, label in enumerate(labels)
+    ]
+    path = tmp_path / f"{name}.jsonl"
+    write_manifest(path, lines)
+    manifest = read_manifest(path)
+    generator = np.random.default_rng(seed)
+    frames = 16
+    data = np.stack(
+        [
+            np.concatenate(
+                [generator.integers(0, 3, frames) + 3 * (u.label == "b") for u in lines]
+            ),
+            generator.integers(0, 6, frames * len(lines)),
+        ],
+        axis=1,
+    ).astype(np.int64)
+    n = len(lines)
+    return TokenSplit(
+        manifest=manifest, ids=[u.id for u in manifest], offsets=np.arange(n) * frames,
+        lengths=np.full(n, frames), data=data, codebook_sizes=(6, 6), path=tmp_path,
+    )  # fmt: skip
+
+
+def test_the_task_trains_an_ecapa_head_and_refuses_unseen_labels(tmp_path):
+    splits = {
+        name: _token_split(tmp_path, name, ["a", "b"] * count, seed)
+        for seed, (name, count) in enumerate((("train", 12), ("valid", 4), ("test", 6)))
+    }
+    task = UtteranceClassificationTask(
+        "emotion", "mini", "style", head="ecapa", dim=16, epochs=8, batch_size=8, lr=0.003,
+        ecapa_channels=16, ecapa_embedding=8, ecapa_attention=8,
+    )  # fmt: skip
+    run = TaskRun(
+        tokenizer_info=INFO, splits=splits, context=None, seed=0, device="cpu",
+        out_dir=tmp_path, progress=False,
+    )  # fmt: skip
+    output = task.run(run)
+    assert output.extras["head"] == "ecapa" and output.extras["classes"] == ["a", "b"]
+    assert output.metrics["accuracy"].value >= 75.0  # chance: 50
+    assert output.baselines["chance"]["accuracy"].value == 50.0
+    splits["test"] = _token_split(tmp_path, "test", ["a", "b", "surprised"], 3)
+    with pytest.raises(DataError, match="test2: label 'surprised' never seen in training"):
+        task.run(run)
