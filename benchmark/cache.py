@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,65 +208,178 @@ class TokenCache:
         Raises:
             ContractError: the tokenizer returns ids outside its codebooks or bad shapes.
         """
-        import torch
-
-        info = tokenizer.info
-        sizes = info.codebook_sizes
-        dtype = np.dtype(np.float16) if info.is_continuous else smallest_dtype(sizes)
-        row_shape = (info.num_codebooks, info.feature_dim) if info.is_continuous else None
+        sizes = tokenizer.info.codebook_sizes
         folder = self.entry_dir(encoder_key, manifest_key)
-        limits = None if info.is_continuous else torch.tensor(sizes, dtype=torch.int64)
-        ids: list[str] = []
-        lengths: list[int] = []
         with atomic_folder(folder) as tmp:
-            digest = hashlib.sha256()
-            with (tmp / "tokens.bin").open("wb") as handle:
-                for batch_ids, wav, wav_lengths in batches:
-                    with torch.inference_mode():
-                        tokens, token_lengths = tokenizer.encode(wav, wav_lengths)
-                    token_lengths = token_lengths.detach().to("cpu", torch.int64)
-                    if limits is None:
-                        tokens = tokens.detach().to("cpu", torch.float32)
-                        _check_features(info.name, tokens, row_shape, batch_ids)
-                    else:
-                        tokens = tokens.detach().to("cpu", torch.int64)
-                        _check_tokens(info.name, tokens, token_lengths, limits, batch_ids)
-                    for row, utt_id in enumerate(batch_ids):
-                        n = int(token_lengths[row])
-                        chunk = tokens[row, :n].numpy().astype(dtype).tobytes()
-                        handle.write(chunk)
-                        digest.update(chunk)
-                        ids.append(utt_id)
-                        lengths.append(n)
-                    del tokens, token_lengths
-                    release_freed_memory()
-                handle.flush()
-                os.fsync(handle.fileno())
-                written = handle.tell()
-            lengths_arr = np.asarray(lengths, dtype=np.int64)
-            offsets = np.concatenate([[0], np.cumsum(lengths_arr)[:-1]]).astype(np.int64)
-            np.savez(tmp / "index.npz", ids=np.asarray(ids), offsets=offsets, lengths=lengths_arr)
-            meta = {
-                "format": CACHE_FORMAT,
-                "tokenizer": tokenizer.info.name,
-                "encoder_key": encoder_key,
-                "manifest_key": manifest_key,
-                "manifest_source": str(manifest.source) if manifest.source else None,
-                "dtype": dtype.name,
-                "num_codebooks": info.num_codebooks,
-                "codebook_sizes": list(sizes),
-                "feature_dim": info.feature_dim,
-                "utterances": len(ids),
-                "total_frames": int(lengths_arr.sum()),
-                "tokens_bytes": written,
-                "tokens_sha256": digest.hexdigest(),
-            }
+            meta = _write_entry(tokenizer, tmp, batches)
+            meta.update(_entry_keys(encoder_key, manifest_key, manifest))
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         _VERIFIED.add(str(folder))
         split = self.load(encoder_key, manifest_key, manifest, sizes)
         if split is None:  # pragma: no cover - we just wrote it
             raise ContractError(f"token cache {folder} could not be read back")
         return split
+
+    # --- sharded extraction ---------------------------------------------------------------
+
+    def shard_dir(self, encoder_key: str, manifest_key: str, index: int, count: int) -> Path:
+        """Folder of shard ``index`` of ``count`` of one entry (beside the entry, hidden)."""
+        entry = self.entry_dir(encoder_key, manifest_key)
+        return entry.with_name(f".{entry.name}.shards") / f"{index:05d}-of-{count:05d}"
+
+    def shard_done(self, folder: Path) -> bool:
+        """Whether a shard folder is complete and intact (its ``meta.json`` is written last)."""
+        meta = self.read_meta(folder)
+        return (
+            meta is not None
+            and meta.get("format") == CACHE_FORMAT
+            and self._intact(Path(folder), meta, verify=True)
+        )
+
+    def build_shard(
+        self,
+        tokenizer: Tokenizer,
+        encoder_key: str,
+        manifest_key: str,
+        index: int,
+        count: int,
+        batches: Iterator[tuple[list[str], torch.Tensor, torch.Tensor]],
+    ) -> Path:
+        """Encode one shard's ``batches`` into its own folder, atomically (same layout as
+        an entry); a complete shard is kept as it is. Returns the shard folder."""
+        folder = self.shard_dir(encoder_key, manifest_key, index, count)
+        if self.shard_done(folder):
+            return folder
+        with atomic_folder(folder) as tmp:
+            meta = _write_entry(tokenizer, tmp, batches)
+            meta.update(encoder_key=encoder_key, manifest_key=manifest_key, shard=[index, count])
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        return folder
+
+    def merge_shards(
+        self, tokenizer: Tokenizer, encoder_key: str, manifest_key: str, manifest: Manifest,
+        count: int,
+    ) -> TokenSplit:  # fmt: skip
+        """Concatenate the ``count`` shards, in order, into the entry (atomically), then
+        remove them. The entry is the one :meth:`build` would write from the same batches.
+
+        Raises:
+            ContractError: a shard is missing, damaged, or was written for other tokens.
+        """
+        info = tokenizer.info
+        folder = self.entry_dir(encoder_key, manifest_key)
+        shards = [self.shard_dir(encoder_key, manifest_key, i, count) for i in range(count)]
+        metas = []
+        for shard in shards:
+            meta = self.read_meta(shard)
+            if not self.shard_done(shard) or meta is None or meta.get("encoder_key") != encoder_key:
+                raise ContractError(f"token cache shard {shard} is missing or damaged; rerun")
+            metas.append(meta)
+        fields = ("dtype", "num_codebooks", "codebook_sizes", "feature_dim")
+        if any(m[f] != metas[0][f] for m in metas for f in fields):
+            raise ContractError(f"token cache shards of {folder} disagree on {fields}")
+        ids: list[str] = []
+        lengths: list[np.ndarray] = []
+        with atomic_folder(folder) as tmp:
+            digest = hashlib.sha256()
+            with (tmp / "tokens.bin").open("wb") as handle:
+                for shard in shards:
+                    with (shard / "tokens.bin").open("rb") as part:
+                        for chunk in iter(lambda part=part: part.read(1 << 20), b""):
+                            handle.write(chunk)
+                            digest.update(chunk)
+                    index = np.load(shard / "index.npz")
+                    ids.extend(str(x) for x in index["ids"])
+                    lengths.append(index["lengths"].astype(np.int64))
+                handle.flush()
+                os.fsync(handle.fileno())
+                written = handle.tell()
+            lengths_arr = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+            meta = _index_and_meta(tmp, info, np.dtype(metas[0]["dtype"]), ids, lengths_arr,
+                                   written, digest.hexdigest())  # fmt: skip
+            meta.update(_entry_keys(encoder_key, manifest_key, manifest))
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        shutil.rmtree(shards[0].parent, ignore_errors=True)
+        _VERIFIED.add(str(folder))
+        split = self.load(encoder_key, manifest_key, manifest, info.codebook_sizes)
+        if split is None:
+            raise ContractError(f"token cache {folder}: merged shards miss utterances; rerun")
+        return split
+
+
+def _entry_keys(encoder_key: str, manifest_key: str, manifest: Manifest) -> dict:
+    source = str(manifest.source) if manifest.source else None
+    return {"encoder_key": encoder_key, "manifest_key": manifest_key, "manifest_source": source}
+
+
+def shard_ranges(num_utterances: int, shard_size: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` utterance index ranges of consecutive shards (at least one)."""
+    if shard_size < 1:
+        raise ValueError(f"shard size must be positive, got {shard_size}")
+    starts = range(0, max(num_utterances, 1), shard_size)
+    return [(start, min(start + shard_size, num_utterances)) for start in starts]
+
+
+def _write_entry(
+    tokenizer: Tokenizer, tmp: Path, batches: Iterator[tuple[list[str], torch.Tensor, torch.Tensor]]
+) -> dict:
+    """Encode ``batches`` into ``tmp/tokens.bin`` and ``tmp/index.npz``; the meta, less keys."""
+    import torch
+
+    info = tokenizer.info
+    sizes = info.codebook_sizes
+    dtype = np.dtype(np.float16) if info.is_continuous else smallest_dtype(sizes)
+    row_shape = (info.num_codebooks, info.feature_dim) if info.is_continuous else None
+    limits = None if info.is_continuous else torch.tensor(sizes, dtype=torch.int64)
+    ids: list[str] = []
+    lengths: list[int] = []
+    digest = hashlib.sha256()
+    with (tmp / "tokens.bin").open("wb") as handle:
+        for batch_ids, wav, wav_lengths in batches:
+            with torch.inference_mode():
+                tokens, token_lengths = tokenizer.encode(wav, wav_lengths)
+            token_lengths = token_lengths.detach().to("cpu", torch.int64)
+            if limits is None:
+                tokens = tokens.detach().to("cpu", torch.float32)
+                _check_features(info.name, tokens, row_shape, batch_ids)
+            else:
+                tokens = tokens.detach().to("cpu", torch.int64)
+                _check_tokens(info.name, tokens, token_lengths, limits, batch_ids)
+            for row, utt_id in enumerate(batch_ids):
+                n = int(token_lengths[row])
+                chunk = tokens[row, :n].numpy().astype(dtype).tobytes()
+                handle.write(chunk)
+                digest.update(chunk)
+                ids.append(utt_id)
+                lengths.append(n)
+            del tokens, token_lengths
+            release_freed_memory()
+        handle.flush()
+        os.fsync(handle.fileno())
+        written = handle.tell()
+    lengths_arr = np.asarray(lengths, dtype=np.int64)
+    return _index_and_meta(tmp, info, dtype, ids, lengths_arr, written, digest.hexdigest())
+
+
+def _index_and_meta(
+    tmp: Path, info, dtype: np.dtype, ids: list[str], lengths: np.ndarray, written: int,
+    sha256: str,
+) -> dict:  # fmt: skip
+    """Write ``index.npz`` (ids, offsets, lengths); the entry's meta, less its keys."""
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    np.savez(tmp / "index.npz", ids=np.asarray(ids), offsets=offsets, lengths=lengths)
+    return {
+        "format": CACHE_FORMAT,
+        "tokenizer": info.name,
+        "dtype": dtype.name,
+        "num_codebooks": info.num_codebooks,
+        "codebook_sizes": list(info.codebook_sizes),
+        "feature_dim": info.feature_dim,
+        "utterances": len(ids),
+        "total_frames": int(lengths.sum()),
+        "tokens_bytes": written,
+        "tokens_sha256": sha256,
+    }
 
 
 def _check_tokens(

@@ -8,13 +8,15 @@ again, now with every key known), and executes what is to do.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from benchmark.api import DataRef, Tokenizer
 from benchmark.cache import TokenSplit
 from benchmark.data.manifest import Manifest
 from benchmark.errors import UsageError
+from benchmark.pipeline import distributed
 from benchmark.pipeline.config import RunConfig
 from benchmark.pipeline.env import StepEnv
 from benchmark.pipeline.graph import StepGraph
@@ -63,22 +65,71 @@ def _only(graph: StepGraph, ids: list[str]) -> StepGraph:
     return sub
 
 
-def run(config: RunConfig, registries: Registries | None = None) -> list[JobOutcome]:
+@dataclass(frozen=True)
+class Executor:
+    """Which executor runs a graph: ``local`` (in process) or ``ray``.
+
+    Attributes:
+        kind: ``local`` or ``ray``.
+        address: the Ray cluster (``auto``, ``host:port``); None starts a local one.
+        gpus: GPUs each Ray step task asks for (None: 1 on CUDA, 0 on CPU).
+    """
+
+    kind: str = "local"
+    address: str | None = None
+    gpus: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("local", "ray"):
+            raise UsageError(f"--executor must be local or ray, got {self.kind!r}")
+        if self.address is not None and self.kind != "ray":
+            raise UsageError("--ray-address needs --executor ray")
+
+    def execute(self, graph: StepGraph, env: StepEnv, fail_fast: bool) -> list[JobOutcome]:
+        """Run the graph's needed steps; one outcome per job."""
+        if self.kind == "local":
+            return execute(graph, env, fail_fast)
+        try:
+            from benchmark.pipeline.ray_executor import execute_ray
+        except ImportError as exc:
+            raise UsageError(
+                f"--executor ray needs Ray core ({exc}); install it with "
+                "`pip install -e .[ray]` (or scripts/install.sh --dev)"
+            ) from None
+        return execute_ray(graph, env, fail_fast, self.address, self.gpus)
+
+
+def run(
+    config: RunConfig, registries: Registries | None = None, executor: Executor | None = None
+) -> list[JobOutcome]:
     """Plan and execute a command line; one outcome per job.
 
     Raises:
         UsageError: the results folder cannot take new files (before any work), or a
             usage error from the planner.
     """
+    return run_planned(config, lambda env: Planner(env).plan(), registries, executor)
+
+
+def run_planned(
+    config: RunConfig,
+    planner: Callable[[StepEnv], StepGraph],
+    registries: Registries | None = None,
+    executor: Executor | None = None,
+) -> list[JobOutcome]:
+    """``run`` for any planner (a study plans many command lines into one graph): check
+    the results folder, plan, prepare the corpora the plan waits on, plan again, execute."""
     try:
         check_writable(config.results_dir, "results")
     except StoreWriteError as exc:
         raise UsageError(str(exc)) from None
     remove_stale_temps(config.results_dir)
-    env, graph = plan(config, registries)
+    distributed.setup(config.resolved_device())
+    env = make_env(config, registries)
+    graph = planner(env)
     if _prepare_pending(graph, env):
-        graph = Planner(env).plan()
-    return execute(graph, env, config.fail_fast)
+        graph = planner(env)
+    return (executor or Executor()).execute(graph, env, config.fail_fast)
 
 
 def tokenizer_tokens(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,11 @@ class RunConfig:
         progress: progress bars.
         max_batch_seconds: padded audio per encoding batch, in seconds.
         tokenizer_params, task_params: ``--tokenizer-param`` / ``--task-param`` overrides.
+        tokenizer_overrides: per-tokenizer overrides, ``{name or card path: {param: value}}``
+            (stored as sorted tuples), applied after ``tokenizer_params`` to that tokenizer
+            only (a study's grid; the record folder is named from the merged overrides).
+        shard_utterances: utterances per extraction shard (a manifest is encoded in
+            deterministic shards by utterance index, merged into one cache entry).
         threads: torch CPU threads (None: the library default).
         plugins: plugin files (steps rebuild the registries from them).
         fail_fast: stop at the first failed step instead of recording it and going on.
@@ -49,6 +55,8 @@ class RunConfig:
     max_batch_seconds: float = 160.0
     tokenizer_params: tuple[tuple[str, Any], ...] = ()
     task_params: tuple[tuple[str, Any], ...] = ()
+    tokenizer_overrides: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    shard_utterances: int = 2000
     threads: int | None = None
     plugins: tuple[Path, ...] = ()
     fail_fast: bool = False
@@ -59,6 +67,19 @@ class RunConfig:
         if self.data_root is not None:
             object.__setattr__(self, "data_root", Path(self.data_root))
         object.__setattr__(self, "plugins", tuple(Path(p) for p in self.plugins))
+        overrides = self.tokenizer_overrides
+        if isinstance(overrides, Mapping):
+            overrides = tuple(
+                (str(name), tuple(sorted(dict(params).items())))
+                for name, params in sorted(overrides.items())
+            )
+            object.__setattr__(self, "tokenizer_overrides", overrides)
+        if isinstance(self.shard_utterances, bool) or not (
+            isinstance(self.shard_utterances, int) and self.shard_utterances >= 1
+        ):
+            raise UsageError(
+                f"--shard-utterances must be a positive integer, got {self.shard_utterances!r}"
+            )
         if self.preset not in PRESETS:
             raise UsageError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
@@ -75,6 +96,17 @@ class RunConfig:
         if not overrides:
             return name
         return f"{name}~{fingerprint(sorted(overrides))[:8]}"
+
+    def tokenizer_params_of(self, name: str, ref: str | None = None) -> tuple[tuple[str, Any], ...]:
+        """The overrides of one tokenizer: ``tokenizer_params``, then its own entry of
+        ``tokenizer_overrides`` (looked up by registered name, then by the reference given)."""
+        merged = dict(self.tokenizer_params)
+        own = dict(self.tokenizer_overrides)
+        for key in (name, ref):
+            if key is not None and key in own:
+                merged.update(dict(own[key]))
+                break
+        return tuple(sorted(merged.items()))
 
     def resolved_device(self) -> str:
         """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``.

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark.errors import BenchmarkError
+from benchmark.pipeline import distributed
 from benchmark.pipeline.env import StepEnv
 from benchmark.pipeline.graph import RECORD_KINDS, Step, StepGraph
 from benchmark.pipeline.records import ResultRecord
@@ -48,29 +49,61 @@ def execute(graph: StepGraph, env: StepEnv, fail_fast: bool = False) -> list[Job
     failures: dict[str, BaseException] = {}
     ran: set[str] = set()
     for step in graph.needed():
-        failed_inputs = [i for i in step.inputs if i in failures]
-        if failed_inputs:
-            upstream = graph.steps[failed_inputs[0]]
-            cause = failures[failed_inputs[0]]
-            error = UpstreamError(f"{upstream.label} failed: {cause}")
-            error.__cause__ = cause
-            failures[step.id] = error
-            if step.kind in RECORD_KINDS:
-                _write_failure(step, env, error)
+        if upstream_failed(graph, step, env, failures):
             continue
         try:
-            _run_locked(step, env)
+            run_locked(step, env)
             ran.add(step.id)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # a failing step is recorded, the run goes on
-            log.error("%s failed: %s", step.label, exc)
-            log.debug("%s failed", step.label, exc_info=True)
-            failures[step.id] = exc
-            if step.kind in RECORD_KINDS and not isinstance(exc, StoreWriteError):
-                _write_failure(step, env, exc)
-            if fail_fast:
-                raise FailFast(f"{step.label} failed: {exc} (--fail-fast)") from exc
+            record_failure(step, env, exc, failures, fail_fast)
+    return outcomes(graph, ran, failures)
+
+
+def upstream_failed(
+    graph: StepGraph, step: Step, env: StepEnv, failures: dict[str, BaseException]
+) -> bool:
+    """Whether a step this one needs failed; if so, record that (a ``failed`` record for a
+    job or profile, naming the failed step) and return True."""
+    failed_inputs = [i for i in step.inputs if i in failures]
+    if not failed_inputs:
+        return False
+    upstream = graph.steps[failed_inputs[0]]
+    cause = failures[failed_inputs[0]]
+    error = UpstreamError(f"{upstream.label} failed: {cause}")
+    error.__cause__ = cause
+    failures[step.id] = error
+    if step.kind in RECORD_KINDS:
+        _write_failure(step, env, error)
+    return True
+
+
+def record_failure(
+    step: Step,
+    env: StepEnv,
+    exc: BaseException,
+    failures: dict[str, BaseException],
+    fail_fast: bool = False,
+) -> None:
+    """A step raised: log it, keep it for its dependents, write a job's ``failed`` record.
+
+    Raises:
+        FailFast: with ``fail_fast``.
+    """
+    log.error("%s failed: %s", step.label, exc)
+    log.debug("%s failed", step.label, exc_info=exc)
+    failures[step.id] = exc
+    if step.kind in RECORD_KINDS and not isinstance(exc, StoreWriteError):
+        _write_failure(step, env, exc)
+    if fail_fast:
+        raise FailFast(f"{step.label} failed: {exc} (--fail-fast)") from exc
+
+
+def outcomes(
+    graph: StepGraph, ran: set[str], failures: dict[str, BaseException]
+) -> list[JobOutcome]:
+    """One outcome per job or profile goal (a failed non-job goal is raised)."""
     for step in graph.goals():
         if step.kind not in RECORD_KINDS and step.id in failures:
             raise failures[step.id]
@@ -78,7 +111,16 @@ def execute(graph: StepGraph, env: StepEnv, fail_fast: bool = False) -> list[Job
             for step in graph.goals() if step.kind in RECORD_KINDS]  # fmt: skip
 
 
-def _run_locked(step: Step, env: StepEnv) -> None:
+def run_locked(step: Step, env: StepEnv) -> None:
+    """Run one step with its output lock held, unless another process finished it meanwhile.
+
+    Under torchrun, every rank trains a job together: rank 0 holds the job's lock, the
+    others run it without (they write nothing).
+    """
+    if step.kind == "job" and not distributed.is_writer():
+        log.info("%s (rank %d)", step.label, distributed.rank())
+        run_step(step, env)
+        return
     with output_lock(step.output, step.label):
         if (step.kind != "job" or not env.config.overwrite) and is_done(step, env):
             log.info("%s: done by another process", step.label)
@@ -88,6 +130,8 @@ def _run_locked(step: Step, env: StepEnv) -> None:
 
 
 def _write_failure(step: Step, env: StepEnv, exc: BaseException) -> None:
+    if not distributed.is_writer():
+        return
     try:
         failure_record(step, env, exc).to_disk(step.output)
     except StoreWriteError as write_error:

@@ -26,6 +26,8 @@ from benchmark.data.corpora import get_corpus, resolve_data
 from benchmark.data.manifest import Manifest
 from benchmark.errors import BenchmarkError, ContractError, UsageError, WeightsUnavailableError
 from benchmark.pipeline import status
+from benchmark.pipeline.config import RunConfig
+from benchmark.pipeline.distributed import world_size
 from benchmark.pipeline.env import StepEnv, component_spec
 from benchmark.pipeline.graph import Step, StepGraph
 from benchmark.pipeline.keys import code_fingerprint, key_of, library_versions, manifest_key
@@ -54,6 +56,7 @@ class _Tok:
     pending: str = ""
     info: Any = None  # TokenizerInfo of the built tokenizer
     decoder: dict[str, Any] | None = None  # how generative cells decode (plan_generative)
+    overrides: tuple[tuple[str, Any], ...] = ()  # the parameters overridden on its card
 
 
 def identity(entry: Entry, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,11 +71,20 @@ def identity(entry: Entry, spec: Mapping[str, Any]) -> dict[str, Any]:
 class Planner(GenerativePlanning):
     """Builds the graph of one command line."""
 
-    def __init__(self, env: StepEnv) -> None:
+    def __init__(
+        self, env: StepEnv, config: RunConfig | None = None, graph: StepGraph | None = None
+    ) -> None:
+        """Args:
+        env: the step environment (device, caches, registries).
+        config: the command line to plan (default: ``env.config``); a study plans each of
+            its cells' configs into one shared ``graph``.
+        graph: add the steps to this graph (steps already in it are shared, not repeated).
+        """
         self.env = env
-        self.config = env.config
-        self.graph = StepGraph()
+        self.config = config or env.config
+        self.graph = graph if graph is not None else StepGraph()
         self._manifest_keys: dict[str, str] = {}
+        self._refs: dict[str, str] = {}  # registered name -> reference on the command line
 
     # --- entry points -----------------------------------------------------------------
 
@@ -85,6 +97,7 @@ class Planner(GenerativePlanning):
         """
         config = self.config
         tok_entries = [self.env.entry("tokenizer", n) for n in config.tokenizers]
+        self._refs = {e.name: ref for e, ref in zip(tok_entries, config.tokenizers, strict=True)}
         task_names = (
             self.env.registries.task.names() if "all" in config.tasks else list(config.tasks)
         )
@@ -189,9 +202,10 @@ class Planner(GenerativePlanning):
 
     def _tokenizer(self, entry: Entry) -> _Tok:
         config = self.config
-        card = entry.card.resolve(config.preset).with_overrides(dict(config.tokenizer_params))
+        overrides = config.tokenizer_params_of(entry.name, self._refs.get(entry.name))
+        card = entry.card.resolve(config.preset).with_overrides(dict(overrides))
         spec = component_spec(entry, dict(card.params), card.weights)
-        tok = _Tok(entry, config.variant_name(entry.name, config.tokenizer_params), spec)
+        tok = _Tok(entry, config.variant_name(entry.name, overrides), spec, overrides=overrides)
         try:
             tokenizer = self.env.tokenizer(spec)
         except UsageError:
@@ -370,6 +384,7 @@ class Planner(GenerativePlanning):
                 "data": data,
                 "encoder_key": tok.encoder_key,
                 "manifest_key": mkey,
+                "shard_utterances": self.config.shard_utterances,
             },
         )
         step = self._add(step)
@@ -410,6 +425,9 @@ class Planner(GenerativePlanning):
             "seed": seed,
             "libraries": library_versions(),
         }
+        world = world_size()
+        if world > 1:  # torchrun: DDP over N processes trains a different head
+            components["world_size"] = world
         step = Step(
             id=f"job:{tok.name}/{task_name}/{seed}",
             kind="job",
@@ -434,6 +452,7 @@ class Planner(GenerativePlanning):
                 "caches": caches,
                 "seed": seed,
                 "build_error": _error_text(tok.error),
+                "overrides": {"tokenizer": dict(tok.overrides), "task": dict(config.task_params)},
             },
             goal=True,
         )

@@ -29,6 +29,7 @@ from benchmark.errors import (
     WeightsUnavailableError,
 )
 from benchmark.lockfile import lock_sha256
+from benchmark.pipeline import distributed
 from benchmark.pipeline.env import StepEnv
 from benchmark.pipeline.graph import Step
 from benchmark.pipeline.records import MetricRecord, ResultRecord
@@ -153,27 +154,73 @@ def read_gate(path: str | None) -> dict[str, Any] | None:
 
 
 def run_extract(step: Step, env: StepEnv) -> None:
-    """Encode one manifest with one (fitted) tokenizer into the token cache."""
+    """Encode one manifest with one (fitted) tokenizer into the token cache, shard by shard.
+
+    The shards (:func:`extract_shards`) are encoded one after the other here; the Ray
+    executor runs them as parallel tasks and then :func:`merge_extract`, which gives the
+    same cache entry.
+    """
+    count = len(extract_shards(step, env))
+    for index in range(count):
+        extract_shard(step, env, index, count)
+    merge_extract(step, env, count)
+
+
+def extract_shards(step: Step, env: StepEnv) -> list[tuple[int, int]]:
+    """The deterministic shards of an extract step: utterance index ranges of its manifest."""
+    from benchmark.cache import shard_ranges
+
+    size = step.spec.get("shard_utterances") or env.config.shard_utterances
+    return shard_ranges(len(_manifest(step.spec["data"], env)), size)
+
+
+def _gated_tokenizer(step: Step, env: StepEnv) -> Tokenizer:
     spec = step.spec
     tokenizer = env.tokenizer(spec["tokenizer"], spec["fit_dir"])
     gate = read_gate(spec["gate"])
     if gate is None:
         raise ConformanceGateError(f"no conformance result at {spec['gate']}")
     gate_verdict(gate, tokenizer.info.name, env)
+    return tokenizer
+
+
+def extract_shard(step: Step, env: StepEnv, index: int, count: int) -> None:
+    """Encode shard ``index`` of ``count`` (a whole manifest when ``count`` is 1) into its
+    own folder, atomically; a finished shard is kept."""
+    spec = step.spec
+    tokenizer = _gated_tokenizer(step, env)
     manifest = _manifest(spec["data"], env)
-    _encode(tokenizer, manifest, spec["encoder_key"], spec["manifest_key"], step.label, env)
+    if count == 1:
+        return  # one shard: merge_extract encodes straight into the entry
+    start, stop = extract_shards(step, env)[index]
+    part = dataclasses.replace(manifest, utterances=manifest.utterances[start:stop])
+    label = f"{step.label} [shard {index + 1}/{count}]"
+    batches = _batches(tokenizer, part, label, env)
+    env.token_cache.build_shard(
+        tokenizer, spec["encoder_key"], spec["manifest_key"], index, count, batches
+    )
 
 
-def _encode(
-    tokenizer: Tokenizer, manifest: Manifest, encoder_key: str, manifest_key: str,
-    label: str, env: StepEnv,
-) -> TokenSplit:  # fmt: skip
+def merge_extract(step: Step, env: StepEnv, count: int) -> None:
+    """Merge the ``count`` shards into the cache entry (one shard: encode it in place)."""
+    spec = step.spec
+    tokenizer = _gated_tokenizer(step, env)
+    manifest = _manifest(spec["data"], env)
+    keys = spec["encoder_key"], spec["manifest_key"]
+    if count == 1:
+        batches = _batches(tokenizer, manifest, step.label, env)
+        env.token_cache.build(tokenizer, *keys, manifest, batches)
+    else:
+        env.token_cache.merge_shards(tokenizer, *keys, manifest, count)
+
+
+def _batches(tokenizer: Tokenizer, manifest: Manifest, label: str, env: StepEnv):
     from tqdm.auto import tqdm
 
     rate = tokenizer.info.sample_rate
     batches = iter_audio_batches(manifest, rate, env.config.max_batch_seconds)
-    bar = tqdm(batches, desc=label, unit="batch", disable=not env.config.progress, leave=False)
-    return env.token_cache.build(tokenizer, encoder_key, manifest_key, manifest, iter(bar))
+    return iter(tqdm(batches, desc=label, unit="batch", disable=not env.config.progress,
+                     leave=False))  # fmt: skip
 
 
 def load_tokens(cache: dict[str, Any], kept: int | None, sizes, env: StepEnv) -> TokenSplit:
@@ -284,8 +331,9 @@ def run_job(step: Step, env: StepEnv) -> ResultRecord:
         marker = read_marker(Path(spec["fit_dir"]) / MARKER) or {}
         record.extras["fit"] = marker.get("summary")
     record.timings = {"started": started, **profile.to_dict()}
-    record.to_disk(staged)
-    publish(record, step, staged)
+    if distributed.is_writer():  # torchrun: rank 0 writes, the other ranks only train
+        record.to_disk(staged)
+        publish(record, step, staged)
     return record
 
 
@@ -322,7 +370,8 @@ def base_record(step: Step, env: StepEnv) -> ResultRecord:
         fingerprint=step.key,
         key_components=step.components,
         conformance=gate,
-        overrides={"tokenizer": dict(config.tokenizer_params), "task": dict(config.task_params)},
+        overrides=spec.get("overrides")
+        or {"tokenizer": dict(config.tokenizer_params), "task": dict(config.task_params)},
         config={
             "tokenizer": {
                 "ref": spec["tokenizer"]["ref"],

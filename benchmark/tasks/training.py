@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from benchmark.errors import BenchmarkError
+from benchmark.pipeline import distributed
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +200,8 @@ def train(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    steps_per_epoch = math.ceil(len(train_examples) / config.batch_size)
+    net = distributed.wrap(model, device)  # DDP under torchrun, else the model itself
+    steps_per_epoch = distributed.shard_count(math.ceil(len(train_examples) / config.batch_size))
     total_steps = max(1, steps_per_epoch * config.epochs)
     warmup = max(1, int(config.warmup_fraction * total_steps))
 
@@ -216,7 +218,8 @@ def train(
     for epoch in range(config.epochs):
         model.train()
         losses = []
-        for batch in batches(train_examples, config.batch_size, True, generator):
+        epoch_batches = batches(train_examples, config.batch_size, True, generator)
+        for batch in distributed.epoch_share(epoch_batches, epoch, seed):
             if config.max_seconds and time.perf_counter() - start > config.max_seconds:
                 bar.close()
                 raise TrainingTimeoutError(
@@ -224,7 +227,7 @@ def train(
                     f"of {config.max_seconds:.0f} s (max_seconds); the budget is "
                     f"{config.epochs} epochs: raise max_seconds or lower epochs"
                 )
-            loss = loss_fn(model, batch.to(device))
+            loss = loss_fn(net, batch.to(device))
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"{description}: loss became {loss.item()} at epoch {epoch}"
