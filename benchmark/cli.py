@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_profile_parser(commands, _common)
     add_leaderboard_parser(commands, _common)
+    from benchmark.studies.command import add_study_parser
+
+    add_study_parser(commands, _common)
     return parser
 
 
@@ -186,6 +189,9 @@ def _run_options(run: argparse.ArgumentParser) -> None:
         default=1.0,
         help="shrink the synthetic mini corpus (smoke tests); default 1.0",
     )
+    from benchmark.pipeline.cli_options import add_executor_options
+
+    add_executor_options(run)
     _common(run)
 
 
@@ -271,6 +277,7 @@ def _run_config(args: argparse.Namespace):
         threads=args.threads,
         plugins=tuple(args.plugin),
         fail_fast=args.fail_fast,
+        shard_utterances=getattr(args, "shard_utterances", 2000),
     )
     if config.threads is None and config.resolved_device() == "cpu":
         config = dataclasses.replace(config, threads=1)
@@ -279,10 +286,11 @@ def _run_config(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Plan and execute the jobs; print one line per outcome."""
+    from benchmark.pipeline.cli_options import executor_of
     from benchmark.pipeline.commands import run
 
     config = _run_config(args)
-    outcomes = run(config, _registries(args))
+    outcomes = run(config, _registries(args), executor_of(args))
     for outcome in outcomes:
         value = f"{outcome.main_metric}={outcome.value:.2f}" if outcome.value is not None else ""
         note = " (up to date, skipped)" if outcome.skipped else ""
@@ -381,6 +389,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return profile(args)
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    """Run a study grid (see :mod:`benchmark.studies.command`)."""
+    from benchmark.studies.command import cmd_study as run_study_command
+
+    return run_study_command(args)
+
+
 COMMANDS = {
     "list": cmd_list,
     "run": cmd_run,
@@ -391,6 +406,7 @@ COMMANDS = {
     "vocoder-study": cmd_vocoder_study,
     "profile": cmd_profile,
     "leaderboard": cmd_leaderboard,
+    "study": cmd_study,
 }
 
 
