@@ -179,7 +179,9 @@ def format_table(summary: list[dict[str, Any]]) -> str:
 
 
 def _record(study: Study, rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> Any:
-    cells = sorted((r["record"], r["fingerprint"], r["status"]) for r in rows)
+    # cells by name, not by path: the same study in another results folder is the same
+    cells = sorted((r["tokenizer"], r["task"], r["seed"] if r["seed"] is not None else -1,
+                    r["fingerprint"] or "", r["status"]) for r in rows)  # fmt: skip
     status = "ok" if rows and all(r["status"] == "ok" for r in rows) else "failed"
     record = ResultRecord(
         status=status,

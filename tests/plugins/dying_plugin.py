@@ -1,0 +1,28 @@
+"""A file plugin for the Ray tests: mel bands whose worker dies once during extraction.
+
+While the file named by ``$BENCH_TEST_DIE_FILE`` exists, the first ``encode`` call made by an
+extraction shard removes it and kills its process (``os._exit``), as a lost worker would.
+"""
+
+import os
+import traceback
+from pathlib import Path
+
+from benchmark.plugins import register_tokenizer
+from benchmark.tokenizers.dummy import MelBandTokenizer
+
+
+class DyingMelTokenizer(MelBandTokenizer):
+    """Mel bands that kill their worker once, in an extraction shard."""
+
+    def encode(self, wav, lengths):
+        switch = os.environ.get("BENCH_TEST_DIE_FILE")
+        in_shard = any(frame.name == "extract_shard" for frame in traceback.extract_stack())
+        if switch and in_shard and Path(switch).exists():
+            Path(switch).unlink()
+            Path(switch + ".died").write_text(str(os.getpid()))
+            os._exit(1)
+        return super().encode(wav, lengths)
+
+
+register_tokenizer("dying-mel", DyingMelTokenizer, params={"name": "dying-mel"})

@@ -1,0 +1,165 @@
+"""A study grid (2 tokenizers x 2 tasks x 2 seeds) run in process and on a local Ray cluster:
+the same records; a second run does nothing; a worker killed mid-extraction is retried."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmark.pipeline.commands import Executor, run
+from benchmark.pipeline.config import RunConfig
+from benchmark.pipeline.records import ResultRecord
+from benchmark.studies.run import run_study
+from benchmark.studies.schema import load_study
+from tests.conftest import GRID_SCALE, copy_corpus
+
+PLUGINS = Path(__file__).parent / "plugins"
+TASK = """name: {name}
+description: {name} with a tiny budget (tests)
+class: benchmark.tasks.classification:UtteranceClassificationTask
+params: {{corpus: mini, subset: {subset}, label_field: {field}, dim: 16, hidden: 16, epochs: 2}}
+"""
+
+
+def _study(folder: Path) -> Path:
+    for name, subset, field in (("style-quick", "style", "label"),
+                                ("speaker-quick", "speaker", "speaker")):  # fmt: skip
+        (folder / f"{name}.yaml").write_text(TASK.format(name=name, subset=subset, field=field))
+    path = folder / "grid.yaml"
+    path.write_text(
+        "name: grid\ndescription: 2 tokenizers x 2 tasks x 2 seeds (tests)\nseeds: [0, 1]\n"
+        "tokenizers:\n  - counting-mel\n"
+        "  - {tokenizer: kmeans-logmel, params: {num_clusters: 16}}\n"
+        f"tasks:\n  - {folder / 'style-quick.yaml'}\n  - task: {folder / 'speaker-quick.yaml'}\n"
+    )
+    return path
+
+
+def _base(workdir: Path, results: Path, **kw) -> RunConfig:
+    return RunConfig(
+        tokenizers=(), tasks=(), workdir=workdir, results_dir=results, corpus_scale=GRID_SCALE,
+        progress=False, device="cpu", threads=1, plugins=(PLUGINS / "counting_plugin.py",),
+        shard_utterances=16, **kw,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def local_study(grid_corpus, tmp_path_factory, monkeypatch_module):
+    root = tmp_path_factory.mktemp("study-local")
+    monkeypatch_module.setenv("BENCH_TEST_COUNT_FILE", str(root / "encode-calls.txt"))
+    study = load_study(_study(root))
+    base = _base(copy_corpus(grid_corpus, root / "work"), root / "results")
+    start = time.perf_counter()
+    result = run_study(study, base)
+    seconds = time.perf_counter() - start
+    print(f"local study: {seconds:.1f} s")
+    return study, base, result, seconds, root
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_study_runs_every_cell_and_keeps_its_table_in_a_study_record(local_study):
+    study, base, result, _, _ = local_study
+    assert len(study.cells()) == 4 and len(result.rows) == 8
+    assert {r["status"] for r in result.rows} == {"ok"}, result.rows
+    # the per-tokenizer override names the variant of that tokenizer only
+    tokenizers = {r["tokenizer"] for r in result.rows}
+    assert "counting-mel" in tokenizers
+    assert any(t.startswith("kmeans-logmel~") for t in tokenizers), tokenizers
+    assert len(result.summary) == 4 and all(s["seeds"] == 2 for s in result.summary)
+    record = ResultRecord.load(result.path)
+    assert result.path == base.results_dir / "mini" / "studies" / "grid.record.json"
+    assert record.kind == "study" and record.status == "ok" and record.task == "grid"
+    assert record.extras["table"] == json.loads(json.dumps(result.rows))
+    for row in result.rows:  # each value is the cell's own record's main metric
+        cell = ResultRecord.load(Path(row["record"]))
+        assert cell.main_value == row["value"] and cell.fingerprint == row["fingerprint"]
+
+
+def test_a_cell_is_the_job_of_the_equivalent_run_command(local_study):
+    study, base, result, _, _ = local_study
+    cell = next(c for c in study.cells() if c.tokenizer == "kmeans-logmel")
+    config = dataclasses.replace(base, tokenizers=("kmeans-logmel",), tasks=(cell.task,),
+                                 seeds=(0,), tokenizer_params=cell.tokenizer_params)  # fmt: skip
+    outcomes = run(config)
+    assert [o.skipped for o in outcomes] == [True], outcomes
+    assert str(outcomes[0].path) in {r["record"] for r in result.rows}
+
+
+def test_second_study_run_does_nothing(local_study):
+    study, base, result, _, root = local_study
+    calls = (root / "encode-calls.txt").read_text()
+    mtime = result.path.stat().st_mtime_ns
+    again = run_study(study, base)
+    assert all(o.skipped for o in again.outcomes) and len(again.outcomes) == 8
+    assert not again.written and result.path.stat().st_mtime_ns == mtime
+    assert (root / "encode-calls.txt").read_text() == calls  # nothing encoded
+
+
+def _history(record: ResultRecord) -> list[dict]:
+    """The training history without its wall times."""
+    return [{k: v for k, v in h.items() if k != "seconds"}
+            for h in record.extras["training"]["history"]]  # fmt: skip
+
+
+@pytest.mark.ray
+def test_ray_executor_gives_the_same_records_and_caches(local_study, grid_corpus, ray_cluster,
+                                                         tmp_path):  # fmt: skip
+    study, base, result, local_seconds, root = local_study
+    work = copy_corpus(grid_corpus, tmp_path / "work")
+    ray_base = dataclasses.replace(base, workdir=work, results_dir=tmp_path / "results")
+    start = time.perf_counter()
+    ray_result = run_study(study, ray_base, executor=Executor("ray", gpus=1))
+    print(f"ray study: {time.perf_counter() - start:.1f} s (local {local_seconds:.1f} s)")
+    assert all(not o.skipped for o in ray_result.outcomes)
+    for local_row, ray_row in zip(result.rows, ray_result.rows, strict=True):
+        assert ray_row["status"] == "ok", ray_row
+        local_rec = ResultRecord.load(Path(local_row["record"]))
+        ray_rec = ResultRecord.load(Path(ray_row["record"]))
+        assert ray_rec.fingerprint == local_rec.fingerprint
+        assert {k: v.to_dict() for k, v in ray_rec.metrics.items()} == {
+            k: v.to_dict() for k, v in local_rec.metrics.items()
+        }
+        assert _history(ray_rec) == _history(local_rec)
+    assert ray_result.record.fingerprint == result.record.fingerprint
+    local_tokens = sorted((base.workdir / "tokens").rglob("tokens.bin"))
+    assert len(local_tokens) >= 6
+    shards = 0
+    for path in local_tokens:
+        twin = work / path.relative_to(base.workdir)
+        assert twin.read_bytes() == path.read_bytes(), path
+        meta = json.loads((path.parent / "meta.json").read_text())
+        shards += meta["utterances"] > 16
+    assert shards, "no extraction was split into shards"
+
+
+@pytest.mark.ray
+def test_a_worker_killed_during_extraction_is_retried(grid_corpus, ray_cluster, tmp_path):
+    switch = Path(ray_cluster) / "die-once"
+    root = tmp_path
+    card = root / "style-quick.yaml"
+    card.write_text(TASK.format(name="style-quick", subset="style", field="label"))
+    work = copy_corpus(grid_corpus, root / "work")
+    config = dataclasses.replace(
+        _base(work, root / "local"), tokenizers=("dying-mel",), tasks=(str(card),),
+        plugins=(PLUGINS / "dying_plugin.py",),
+    )  # fmt: skip
+    assert [o.status for o in run(config)] == ["ok"]
+    local = {p.relative_to(work / "tokens"): p.read_bytes()
+             for p in (work / "tokens").rglob("*") if p.is_file() and p.suffix != ".npz"}  # fmt: skip
+    (work / "tokens").rename(work / "tokens-local")
+    switch.write_text("armed")
+    outcomes = run(dataclasses.replace(config, results_dir=root / "ray"), executor=Executor("ray"))
+    assert [o.status for o in outcomes] == ["ok"], outcomes
+    assert not switch.exists() and Path(f"{switch}.died").exists(), "no worker was killed"
+    again = {p.relative_to(work / "tokens"): p.read_bytes()
+             for p in (work / "tokens").rglob("*") if p.is_file() and p.suffix != ".npz"}  # fmt: skip
+    assert again == local and any(p.name == "tokens.bin" for p in local)
