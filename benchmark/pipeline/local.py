@@ -145,6 +145,10 @@ def _outcome(step: Step, skipped: bool, failures: dict[str, BaseException]) -> J
     if error is not None and (record is None or record.fingerprint != step.key):
         return JobOutcome(spec["tokenizer_name"], spec["task_name"], spec["seed"], "failed",
                           step.output, False, error=str(error))  # fmt: skip
+    if record is None and error is None and not distributed.is_writer():
+        # torchrun: this rank trained with rank 0, which writes the record
+        return JobOutcome(spec["tokenizer_name"], spec["task_name"], spec["seed"], "ok",
+                          step.output, skipped)  # fmt: skip
     if record is None:
         return JobOutcome(spec["tokenizer_name"], spec["task_name"], spec["seed"], "failed",
                           step.output, False, error="no record was written")  # fmt: skip
