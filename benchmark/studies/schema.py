@@ -11,7 +11,9 @@ errors that name the file and the key::
       - tokenizer: wavlm-attn
         params: {dtype: fp32}          # fixed overrides of this tokenizer's card
         grid: {num_clusters: [1000, 2000]}
-    tasks:
+    tasks:                             # ``variants``: a list of parameter sets (x grid)
+      - task: style
+        variants: [{fusion: attention}, {fusion: single, fusion_layer: 0}]
       - task: asr
         grid: {embedding_init: [random, tokenizer]}
     presets:                           # per-preset replacements of seeds/tokenizers/tasks
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,7 +94,7 @@ class Study:
             for task in self.tasks
             for task_params in task.variants
         ]
-        return list(dict.fromkeys(found))
+        return _unique(found)
 
     def to_dict(self) -> dict[str, Any]:
         """What the study record stores about the study."""
@@ -196,7 +199,7 @@ def _axes(path: Path, where: str, items: Any, key: str, ref_key: str) -> tuple[A
             item = {ref_key: item}
         if not isinstance(item, dict):
             raise StudyError(f"{path}: {at} must be a name or a mapping with {ref_key!r}")
-        _no_unknown(path, f"{at}.", item, {ref_key, "params", "grid"})
+        _no_unknown(path, f"{at}.", item, {ref_key, "params", "grid", "variants"})
         ref = item.get(ref_key)
         if not isinstance(ref, str) or not ref.strip():
             raise StudyError(f"{path}: {at}.{ref_key} must be a name or a card path")
@@ -212,10 +215,31 @@ def _axes(path: Path, where: str, items: Any, key: str, ref_key: str) -> tuple[A
                 )
             if name in params:
                 raise StudyError(f"{path}: {at}: {name!r} is both in params and in grid")
+        listed = item.get("variants") or [{}]
+        if not isinstance(listed, list) or not all(
+            isinstance(v, dict) and all(isinstance(k, str) for k in v) for v in listed
+        ):
+            raise StudyError(f"{path}: {at}.variants must be a list of parameter mappings")
+        clash = sorted(set(grid) & {k for v in listed for k in v})
+        if clash:
+            raise StudyError(f"{path}: {at}: {clash[0]!r} is both in variants and in grid")
         names = sorted(grid)
         variants = tuple(
-            tuple(sorted({**params, **dict(zip(names, combo, strict=True))}.items()))
+            tuple(sorted({**params, **variant, **dict(zip(names, combo, strict=True))}.items()))
+            for variant in listed
             for combo in itertools.product(*(grid[n] for n in names))
         )
-        axes.append(Axis(ref.strip(), tuple(dict.fromkeys(variants))))
+        axes.append(Axis(ref.strip(), tuple(_unique(variants))))
     return tuple(axes)
+
+
+def _unique(items: Any) -> list[Any]:
+    """``items`` without repeats, in order (values may be unhashable: lists, mappings)."""
+    seen: set[str] = set()
+    kept = []
+    for item in items:
+        key = json.dumps(item, sort_keys=True, default=repr)
+        if key not in seen:
+            seen.add(key)
+            kept.append(item)
+    return kept
