@@ -113,7 +113,7 @@ def _history(record: ResultRecord) -> list[dict]:
 @pytest.mark.ray
 def test_ray_executor_gives_the_same_records_and_caches(local_study, grid_corpus, ray_cluster,
                                                          tmp_path):  # fmt: skip
-    study, base, result, local_seconds, root = local_study
+    study, base, result, local_seconds, _ = local_study
     work = copy_corpus(grid_corpus, tmp_path / "work")
     ray_base = dataclasses.replace(base, workdir=work, results_dir=tmp_path / "results")
     start = time.perf_counter()
@@ -141,6 +141,12 @@ def test_ray_executor_gives_the_same_records_and_caches(local_study, grid_corpus
     assert shards, "no extraction was split into shards"
 
 
+def _files(folder: Path) -> dict[Path, bytes]:
+    """Bytes of every cache file (index.npz is a zip with timestamps: left out)."""
+    return {p.relative_to(folder): p.read_bytes()
+            for p in folder.rglob("*") if p.is_file() and p.suffix != ".npz"}  # fmt: skip
+
+
 @pytest.mark.ray
 def test_a_worker_killed_during_extraction_is_retried(grid_corpus, ray_cluster, tmp_path):
     switch = Path(ray_cluster) / "die-once"
@@ -153,13 +159,11 @@ def test_a_worker_killed_during_extraction_is_retried(grid_corpus, ray_cluster, 
         plugins=(PLUGINS / "dying_plugin.py",),
     )  # fmt: skip
     assert [o.status for o in run(config)] == ["ok"]
-    local = {p.relative_to(work / "tokens"): p.read_bytes()
-             for p in (work / "tokens").rglob("*") if p.is_file() and p.suffix != ".npz"}  # fmt: skip
+    local = _files(work / "tokens")
     (work / "tokens").rename(work / "tokens-local")
     switch.write_text("armed")
     outcomes = run(dataclasses.replace(config, results_dir=root / "ray"), executor=Executor("ray"))
     assert [o.status for o in outcomes] == ["ok"], outcomes
     assert not switch.exists() and Path(f"{switch}.died").exists(), "no worker was killed"
-    again = {p.relative_to(work / "tokens"): p.read_bytes()
-             for p in (work / "tokens").rglob("*") if p.is_file() and p.suffix != ".npz"}  # fmt: skip
+    again = _files(work / "tokens")
     assert again == local and any(p.name == "tokens.bin" for p in local)

@@ -138,8 +138,9 @@ def _batches(count: int, start: int):
 
 
 def test_merged_shards_are_the_entry_one_build_writes(tmp_path):
-    manifest = Manifest(tuple(Utterance(id=f"u{i}", path=f"{i}.wav", duration=1.0, sample_rate=16000)
-                              for i in range(10)), tmp_path)  # fmt: skip
+    utterances = [Utterance(id=f"u{i}", path=f"{i}.wav", duration=1.0, sample_rate=16000)
+                  for i in range(10)]  # fmt: skip
+    manifest = Manifest(tuple(utterances), tmp_path)
     tok = _Tokenizer()
     whole = TokenCache(tmp_path / "a")
     whole.build(tok, "e" * 16, "m" * 16, manifest, _batches(10, 0))
