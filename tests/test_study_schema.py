@@ -10,6 +10,7 @@ import torch
 from benchmark.cache import TokenCache, shard_ranges
 from benchmark.data.manifest import Manifest, Utterance
 from benchmark.pipeline.config import RunConfig
+from benchmark.pipeline.records import ResultRecord
 from benchmark.registry import build_registries
 from benchmark.studies.schema import StudyError, load_study
 
@@ -77,6 +78,7 @@ def test_a_study_expands_into_cells_with_per_tokenizer_grids(tmp_path):
             r"unknown key owner",
         ),
         (("tasks:\n", "jobs:\n"), r"unknown key jobs"),
+        (("seeds: [0, 1]\n", "seeds: [0, 1]\nvocoder: {steps: 2}\n"), r"either 'tasks'"),
     ],
 )
 def test_malformed_studies_are_one_line_errors_naming_file_and_key(tmp_path, change, message):
@@ -97,10 +99,13 @@ def test_missing_and_non_yaml_files(tmp_path):
 def test_shipped_studies_are_valid_and_name_registered_components(preset):
     registries = build_registries([])
     paths = sorted((ROOT / "studies").glob("*.yaml"))
-    assert {p.stem for p in paths} >= {"kmeans-clusters", "kmeans-domain", "layer-fusion"}
+    expected = {"kmeans-clusters", "kmeans-domain", "layer-fusion", "scalable-vocoder"}
+    assert {p.stem for p in paths} >= expected
     for path in paths:
         study = load_study(path, preset)
-        assert study.name == path.stem and study.cells()
+        assert study.name == path.stem and (study.cells() or study.vocoder is not None)
+        for axis in study.tokenizers:
+            registries.resolve_name("tokenizer", axis.ref)
         for cell in study.cells():
             registries.resolve_name("tokenizer", cell.tokenizer)
             registries.resolve_name("task", cell.task)
@@ -157,3 +162,34 @@ def test_merged_shards_are_the_entry_one_build_writes(tmp_path):
     for name in ("tokens.bin", "meta.json"):
         assert (a / name).read_bytes() == (b / name).read_bytes()
     assert not sharded.shard_dir("e" * 16, "m" * 16, 0, 3).parent.exists()
+
+
+def test_the_vocoder_study_runs_on_the_study_machinery_and_resumes(tmp_path, capsys):
+    from benchmark.cli import main
+
+    card = tmp_path / "dummy-2.yaml"
+    card.write_text(
+        "name: dummy-2\ndescription: two mel bands (vocoder study test)\n"
+        "class: benchmark.tokenizers.dummy:MelBandTokenizer\nparams: {n_bands: 2, levels: 8}\n"
+    )
+    path = tmp_path / "voc.yaml"
+    path.write_text(
+        f"name: voc\ndescription: single-layer vs scalable (test)\ntokenizers: [{card}]\n"
+        "vocoder: {steps: 2, adversarial_steps: 0}\n"
+    )
+    args = ["study", str(path), "--corpus-scale", "0.05", "--workdir", str(tmp_path / "work"),
+            "--results", str(tmp_path / "results"), "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "scalable (all layers, dropout)" in out and "study record (written)" in out
+    record_path = tmp_path / "results" / "mini" / "studies" / "voc.record.json"
+    record = ResultRecord.load(record_path)
+    assert record.kind == "study" and record.status == "ok"
+    scalable = [r for r in record.extras["table"] if r["vocoder"].startswith("scalable")]
+    assert {r["decoded"] for r in scalable} == {"layer 0", "layer 1", "all layers"}
+    assert all(r["status"] == "ok" and r["value"] > 0 for r in scalable)
+    single = [r for r in record.extras["table"] if r["vocoder"] == "layer 0 only"]
+    assert {r["decoded"]: r["status"] for r in single}["layer 1"] == "refused"
+    assert main([*args, "--executor", "ray"]) == 2
+    assert main(args) == 0
+    assert "study record (unchanged)" in capsys.readouterr().out

@@ -168,6 +168,7 @@ class Planner(GenerativePlanning):
         """
         entry = self.env.entry("tokenizer", tokenizer)
         entry.load()
+        self._refs = {entry.name: tokenizer}
         tok = self._tokenizer(entry)
         if tok.error is not None:
             raise tok.error

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmark.errors import UsageError
 from benchmark.pipeline.cli_options import add_executor_options, executor_of
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -70,12 +71,22 @@ def cmd_study(args: argparse.Namespace) -> int:
     if base.threads is None and base.resolved_device() == "cpu":
         base = dataclasses.replace(base, threads=1)
     executor = executor_of(args)
-    result = run_study(study, base, build_registries(args.plugin), executor)
+    if study.vocoder is not None:
+        from benchmark.studies.vocoder import run_vocoder_study
+
+        if executor.kind != "local":
+            raise UsageError(
+                f"{study.path}: a vocoder study runs in process (its vocoders are not graph "
+                "steps yet); drop --executor ray"
+            )
+        result = run_vocoder_study(study, base, build_registries(args.plugin))
+    else:
+        result = run_study(study, base, build_registries(args.plugin), executor)
     ran = sum(not o.skipped for o in result.outcomes)
     print(f"study {study.name} ({study.preset}): {study.description}")
     print(format_table(result.summary))
     for row in result.rows:
-        if row["status"] != "ok":
+        if row["status"] not in ("ok", "refused"):  # refused: a single-layer vocoder
             print(f"{row['status']:<11} {row['tokenizer']} / {row['task']} / seed {row['seed']}: "
                   f"{row.get('error') or ''}")  # fmt: skip
     note = "written" if result.written else "unchanged"

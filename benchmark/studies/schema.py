@@ -42,8 +42,10 @@ from benchmark.cards import PRESETS
 from benchmark.errors import UsageError
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_TOP = {"name", "description", "preset", "seeds", "tokenizers", "tasks", "presets"}
-_PRESET_KEYS = {"seeds", "tokenizers", "tasks"}
+_TOP = {"name", "description", "preset", "seeds", "tokenizers", "tasks", "vocoder", "presets"}
+_PRESET_KEYS = {"seeds", "tokenizers", "tasks", "vocoder"}
+#: A vocoder study (single-layer vs scalable vocoders) instead of tasks: its settings.
+_VOCODER_KEYS = {"steps", "adversarial_steps", "corpus"}
 
 
 class StudyError(UsageError):
@@ -84,6 +86,7 @@ class Study:
     path: Path
     sha256: str
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    vocoder: dict[str, Any] | None = None
 
     def cells(self) -> list[Cell]:
         """Every combination, in file order (duplicates dropped)."""
@@ -111,6 +114,7 @@ class Study:
             "tasks": [
                 {"ref": a.ref, "variants": [dict(v) for v in a.variants]} for a in self.tasks
             ],
+            "vocoder": self.vocoder,
         }
 
 
@@ -134,9 +138,11 @@ def load_study(path: Path, preset: str | None = None) -> Study:
     if not isinstance(data, dict):
         raise StudyError(f"{path}: a study is a mapping with name, tokenizers, tasks")
     _no_unknown(path, "", data, _TOP)
-    for key in ("name", "description", "tokenizers", "tasks"):
+    for key in ("name", "description", "tokenizers"):
         if key not in data:
             raise StudyError(f"{path}: missing key {key!r}")
+    if ("tasks" in data) == ("vocoder" in data):
+        raise StudyError(f"{path}: a study has either 'tasks' (a grid of jobs) or 'vocoder'")
     name = data["name"]
     if not isinstance(name, str) or not _NAME.match(name):
         raise StudyError(f"{path}: name {name!r} must match [a-z0-9-]+ (it names the record)")
@@ -163,7 +169,8 @@ def load_study(path: Path, preset: str | None = None) -> Study:
         preset=preset,
         seeds=_seeds(path, where, resolved.get("seeds", [0])),
         tokenizers=_axes(path, where, resolved["tokenizers"], "tokenizers", "tokenizer"),
-        tasks=_axes(path, where, resolved["tasks"], "tasks", "task"),
+        tasks=_axes(path, where, resolved["tasks"], "tasks", "task") if "tasks" in data else (),
+        vocoder=_vocoder(path, where, resolved["vocoder"]) if "vocoder" in data else None,
         path=path,
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         raw=data,
@@ -176,6 +183,22 @@ def _no_unknown(path: Path, prefix: str, data: Mapping[str, Any], known: set[str
         raise StudyError(
             f"{path}: unknown key {prefix}{unknown[0]}; known keys: {', '.join(sorted(known))}"
         )
+
+
+def _vocoder(path: Path, where: str, block: Any) -> dict[str, Any]:
+    block = block or {}
+    if not isinstance(block, dict):
+        raise StudyError(f"{path}: {where}vocoder must map settings (steps, corpus...)")
+    _no_unknown(path, f"{where}vocoder.", block, _VOCODER_KEYS)
+    for key in ("steps", "adversarial_steps"):
+        value = block.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < (1 if key == "steps" else 0)):  # fmt: skip
+            raise StudyError(f"{path}: {where}vocoder.{key} must be an integer >= "
+                             f"{1 if key == 'steps' else 0}, got {value!r}")  # fmt: skip
+    if block.get("corpus") is not None and not isinstance(block["corpus"], str):
+        raise StudyError(f"{path}: {where}vocoder.corpus must be a corpus name")
+    return dict(block)
 
 
 def _seeds(path: Path, where: str, seeds: Any) -> tuple[int, ...]:
