@@ -5,6 +5,8 @@ trained with AdamW for a budget of epochs, validated after every epoch, and the 
 validation state is kept. Seeds fix the initialisation and the order, so one fingerprint
 gives one result: the budget is counted in epochs, never in seconds. ``max_seconds`` is a
 safety stop only: a job that runs past it fails with that reason (it is not a budget).
+Under torchrun the model trains with DDP, each process taking its share of every epoch's
+batches (:mod:`benchmark.pipeline.distributed`); outside it nothing changes.
 """
 
 from __future__ import annotations
