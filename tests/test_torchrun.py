@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from benchmark.pipeline import distributed
+from benchmark.pipeline.graph import Step
 from tests.conftest import GRID_SCALE, copy_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +25,13 @@ def test_outside_torchrun_the_hooks_change_nothing(monkeypatch):
     assert distributed.epoch_share(items, 3, 0) == items and distributed.shard_count(5) == 5
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
-    assert not distributed.is_writer() and distributed.shard_count(5) == 3
-    assert distributed.epoch_share(items, 0, 0) == [1, 3, 0]  # padded to 3 steps per rank
+    assert not distributed.is_writer() and distributed.shard_count(5) == 5  # not a DDP step
+    with distributed.ddp_scope(True):
+        assert distributed.shard_count(5) == 3
+        assert distributed.epoch_share(items, 0, 0) == [1, 3, 0]  # padded to 3 steps per rank
+    job = Step("job:a/b/0", "job", "job", {}, (), Path("x"), spec={})
+    generative = Step("job:a/c/0", "job", "job", {}, (), Path("y"), spec={"generative": True})
+    assert distributed.is_ddp_step(job) and not distributed.is_ddp_step(generative)
     assert distributed.backend("cpu") == "gloo" and distributed.backend("cuda:1") == "nccl"
 
 

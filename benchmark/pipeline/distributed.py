@@ -10,17 +10,19 @@ taking its share of the epoch's batches through a
 are identical after each step) and only rank 0 writes records and checkpoints. A job's key
 holds the world size when it is above 1: DDP trains a different head than one process.
 
-Outside torchrun (``WORLD_SIZE`` unset or 1) every function here is the identity, so the
-single-process trainer is unchanged.
+Outside torchrun (``WORLD_SIZE`` unset or 1), and outside a DDP job step
+(:func:`ddp_scope`), every function here is the identity, so the single-process trainer is
+unchanged; a generative task's training runs on rank 0 alone.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -42,6 +44,33 @@ def rank() -> int:
 def is_writer() -> bool:
     """Whether this process writes records and checkpoints (rank 0 only)."""
     return rank() == 0
+
+
+_SCOPE = {"ddp": False}
+
+
+def is_ddp_step(step: Any) -> bool:
+    """Whether every rank runs this step together: a (non-generative) job under torchrun.
+
+    Other steps (corpora, fits, extractions, a generative task's generate and scoring steps)
+    run on one rank under their output lock while the others wait and find them done.
+    """
+    return world_size() > 1 and step.kind == "job" and not step.spec.get("generative")
+
+
+@contextlib.contextmanager
+def ddp_scope(enabled: bool) -> Iterator[None]:
+    """Within it, :func:`wrap` and :func:`epoch_share` train with DDP (when ``enabled``)."""
+    previous = _SCOPE["ddp"]
+    _SCOPE["ddp"] = enabled
+    try:
+        yield
+    finally:
+        _SCOPE["ddp"] = previous
+
+
+def _active() -> bool:
+    return world_size() > 1 and _SCOPE["ddp"]
 
 
 def backend(device: str) -> str:
@@ -83,7 +112,7 @@ def wrap(model: nn.Module, device: str) -> nn.Module:
     ``model`` keeps its own parameters (DDP shares them), so validation and the kept state
     use it directly.
     """
-    if world_size() <= 1:
+    if not _active():
         return model
     from torch.nn.parallel import DistributedDataParallel
 
@@ -95,8 +124,7 @@ def wrap(model: nn.Module, device: str) -> nn.Module:
 
 def shard_count(num_batches: int) -> int:
     """Batches this process takes per epoch (all ranks take the same number)."""
-    world = world_size()
-    return num_batches if world <= 1 else -(-num_batches // world)
+    return -(-num_batches // world_size()) if _active() else num_batches
 
 
 def epoch_share(items: Sequence[T], epoch: int, seed: int) -> list[T]:
@@ -106,7 +134,7 @@ def epoch_share(items: Sequence[T], epoch: int, seed: int) -> list[T]:
     shuffle (every rank shuffled the same way with the same seed); the list is padded by
     repetition so every rank steps the same number of times.
     """
-    if world_size() <= 1:
+    if not _active():
         return list(items)
     from torch.utils.data import DistributedSampler
 

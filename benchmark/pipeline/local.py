@@ -117,16 +117,18 @@ def run_locked(step: Step, env: StepEnv) -> None:
     Under torchrun, every rank trains a job together: rank 0 holds the job's lock, the
     others run it without (they write nothing).
     """
-    if step.kind == "job" and not distributed.is_writer():
-        log.info("%s (rank %d)", step.label, distributed.rank())
-        run_step(step, env)
-        return
-    with output_lock(step.output, step.label):
-        if (step.kind != "job" or not env.config.overwrite) and is_done(step, env):
-            log.info("%s: done by another process", step.label)
+    ddp = distributed.is_ddp_step(step)
+    with distributed.ddp_scope(ddp):
+        if ddp and not distributed.is_writer():
+            log.info("%s (rank %d)", step.label, distributed.rank())
+            run_step(step, env)
             return
-        log.info("%s", step.label)
-        run_step(step, env)
+        with output_lock(step.output, step.label):
+            if (step.kind != "job" or not env.config.overwrite) and is_done(step, env):
+                log.info("%s: done by another process", step.label)
+                return
+            log.info("%s", step.label)
+            run_step(step, env)
 
 
 def _write_failure(step: Step, env: StepEnv, exc: BaseException) -> None:

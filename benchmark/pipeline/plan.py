@@ -427,7 +427,7 @@ class Planner(GenerativePlanning):
             "libraries": library_versions(),
         }
         world = world_size()
-        if world > 1:  # torchrun: DDP over N processes trains a different head
+        if world > 1 and not is_generative(task):  # torchrun: DDP trains a different head
             components["world_size"] = world
         step = Step(
             id=f"job:{tok.name}/{task_name}/{seed}",

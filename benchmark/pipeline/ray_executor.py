@@ -51,7 +51,9 @@ log = logging.getLogger(__name__)
 
 #: Retries of a task whose worker died (not of a step that raised).
 MAX_RETRIES = 3
-_GPU_KINDS = ("fit", "conformance", "extract", "job", "profile")
+#: Steps that never use a GPU (every other kind runs models: fits, extractions, vocoders,
+#: judges, generation, training, profiles).
+_CPU_KINDS = ("prepare",)
 
 
 class RayExecutorError(BenchmarkError):
@@ -88,8 +90,9 @@ def init_ray(address: str | None = None, **kwargs: Any) -> None:
 
 
 def task_resources(step: Step, device: str, gpus: float | None = None) -> dict[str, float]:
-    """Ray resources of one step's task: one CPU; one GPU on CUDA (or ``gpus``)."""
-    if step.kind not in _GPU_KINDS:
+    """Ray resources of one step's task: one CPU; one GPU on CUDA (or ``gpus``), except for
+    a corpus ``prepare``."""
+    if step.kind in _CPU_KINDS:
         return {"num_cpus": 1, "num_gpus": 0}
     wanted = gpus if gpus is not None else (1 if device.startswith("cuda") else 0)
     return {"num_cpus": 1, "num_gpus": wanted}
