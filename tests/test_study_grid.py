@@ -78,7 +78,9 @@ def test_study_runs_every_cell_and_keeps_its_table_in_a_study_record(local_study
     record = ResultRecord.load(result.path)
     assert result.path == base.results_dir / "mini" / "studies" / "grid.record.json"
     assert record.kind == "study" and record.status == "ok" and record.task == "grid"
-    assert record.extras["table"] == json.loads(json.dumps(result.rows))
+    assert record.extras["rows"] == json.loads(json.dumps(result.rows))
+    assert record.extras["table"] == json.loads(json.dumps(result.summary))
+    assert record.extras["columns"][:2] == ["tokenizer", "tokenizer params"]
     for row in result.rows:  # each value is the cell's own record's main metric
         cell = ResultRecord.load(Path(row["record"]))
         assert cell.main_value == row["value"] and cell.fingerprint == row["fingerprint"]

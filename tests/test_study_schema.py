@@ -185,10 +185,10 @@ def test_the_vocoder_study_runs_on_the_study_machinery_and_resumes(tmp_path, cap
     record_path = tmp_path / "results" / "mini" / "studies" / "voc.record.json"
     record = ResultRecord.load(record_path)
     assert record.kind == "study" and record.status == "ok"
-    scalable = [r for r in record.extras["table"] if r["vocoder"].startswith("scalable")]
+    scalable = [r for r in record.extras["rows"] if r["vocoder"].startswith("scalable")]
     assert {r["decoded"] for r in scalable} == {"layer 0", "layer 1", "all layers"}
     assert all(r["status"] == "ok" and r["value"] > 0 for r in scalable)
-    single = [r for r in record.extras["table"] if r["vocoder"] == "layer 0 only"]
+    single = [r for r in record.extras["rows"] if r["vocoder"] == "layer 0 only"]
     assert {r["decoded"]: r["status"] for r in single}["layer 1"] == "refused"
     assert main([*args, "--executor", "ray"]) == 2
     assert main(args) == 0

@@ -91,4 +91,5 @@ def cmd_study(args: argparse.Namespace) -> int:
                   f"{row.get('error') or ''}")  # fmt: skip
     note = "written" if result.written else "unchanged"
     print(f"{len(result.rows)} cells, {ran} run now; study record ({note}) -> {result.path}")
-    return EXIT_OK if result.record.status == "ok" else EXIT_FAILED
+    failed = any(row["status"] not in ("ok", "refused") for row in result.rows)
+    return EXIT_FAILED if failed or result.record.status != "ok" else EXIT_OK

@@ -6,10 +6,12 @@ that tokenizer (its parameters as a per-tokenizer override), that task (its para
 :class:`~benchmark.pipeline.graph.StepGraph`, so a corpus, a k-means fit or a token
 extraction that several cells share is one step, and a cell is the same job (same record
 path, same fingerprint) as the ``run`` command line it stands for. The graph goes to the
-chosen executor (in process or Ray). The table has one row per (cell, seed), read back from
-the records, and a summary over seeds (mean and standard deviation of the main metric); both
-are kept in a ``study`` record at ``<results>/<preset>/studies/<name>.record.json``, which is
-rewritten only when a cell's record changed.
+chosen executor (in process or Ray). The rows, one per (cell, seed), are read back from
+the records; the table is their summary over seeds (mean and standard deviation of the main
+metric, seeds ok). Both are kept in a ``study`` record at
+``<results>/<preset>/studies/<name>.record.json`` (``extras``: ``table`` and ``columns``,
+what the leaderboard shows; ``rows``; ``failed_cells``; ``study``), rewritten only when a
+cell's record changed.
 """
 
 from __future__ import annotations
@@ -179,27 +181,40 @@ def format_table(summary: list[dict[str, Any]]) -> str:
 
 
 def _record(study: Study, rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> Any:
+    """The study record: the summary in ``extras["table"]`` (what the leaderboard shows,
+    column order in ``extras["columns"]``), one row per cell and seed in ``extras["rows"]``.
+    It is ``ok`` when some cell is; the cells that are not are listed with their errors."""
     # cells by name, not by path: the same study in another results folder is the same
     cells = sorted((r["tokenizer"], r["task"], r["seed"] if r["seed"] is not None else -1,
                     r["fingerprint"] or "", r["status"]) for r in rows)  # fmt: skip
-    status = "ok" if rows and all(r["status"] == "ok" for r in rows) else "failed"
+    failed = [
+        {k: r.get(k) for k in ("tokenizer", "task", "seed", "status", "error")}
+        for r in rows
+        if r["status"] != "ok"
+    ]
     record = ResultRecord(
-        status=status,
+        status="ok" if len(failed) < len(rows) else "failed",
         tokenizer=STUDY_TOKENIZER,
         task=study.name,
         seed=0,
         preset=study.preset,
         fingerprint=key_of({"study": study.sha256, "cells": cells}),
         kind="study",
-        extras={"study": study.to_dict(), "table": rows, "summary": summary},
+        extras={
+            "study": study.to_dict(),
+            "table": summary,
+            "columns": list(summary[0]) if summary else [],
+            "rows": rows,
+            "failed_cells": failed,
+        },
         key_components={"study": study.sha256, "cells": cells},
     )
-    if status != "ok":
-        failed = [r for r in rows if r["status"] != "ok"]
+    if record.status != "ok":
+        first = failed[0] if failed else {}
         record.error = {
             "type": "StudyCellsFailed",
-            "message": f"{len(failed)} of {len(rows)} cells are not ok (first: "
-            f"{failed[0]['tokenizer']} / {failed[0]['task']} / seed {failed[0]['seed']}: "
-            f"{failed[0].get('error') or failed[0]['status']})",
+            "message": f"no cell of the study is ok (first: {first.get('tokenizer')} / "
+            f"{first.get('task')} / seed {first.get('seed')}: "
+            f"{first.get('error') or first.get('status')})",
         }
     return record

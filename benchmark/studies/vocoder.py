@@ -73,7 +73,7 @@ def run_vocoder_study(
     old = ResultRecord.load_or_none(path)
     if old is not None and old.fingerprint == fingerprint and old.status == "ok":
         log.info("vocoder study %s is up to date", study.name)
-        return StudyResult(old.extras["table"], old.extras["summary"], old, path, [], False)
+        return StudyResult(old.extras["rows"], old.extras["table"], old, path, [], False)
     rows: list[dict[str, Any]] = []
     tables = []
     for ref, params, env, data in prepared:
@@ -90,7 +90,13 @@ def run_vocoder_study(
         preset=study.preset,
         fingerprint=fingerprint,
         kind="study",
-        extras={"study": study.to_dict(), "table": rows, "summary": summary, "vocoder": tables},
+        extras={
+            "study": study.to_dict(),
+            "table": summary,
+            "columns": list(summary[0]) if summary else [],
+            "rows": rows,
+            "vocoder": tables,
+        },
     )
     record.to_disk(path)
     return StudyResult(rows, summary, record, path, [], True)
