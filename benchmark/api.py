@@ -175,6 +175,27 @@ class Tokenizer(abc.ABC):
         """Which corpus split to fit on, e.g. ``{"corpus": "mini", "split": "train"}``."""
         return None
 
+    def pretrain_spec(self) -> Mapping[str, Any] | None:
+        """A model the harness must pretrain before this tokenizer can fit or encode, or None.
+
+        Returns ``{"recipe": JSON settings, "data": {name: {"corpus", "subset", "split"}},
+        "code": module, "label": text}``. The harness plans a ``pretrain`` step keyed by the
+        recipe, the code of ``code`` (a module name, default this class's), the data's audio
+        bytes and the library versions; it calls :meth:`pretrain` with the data's manifests,
+        then hands every later step the folder through :meth:`load_pretrained` (before
+        :meth:`load_fitted`). Building the tokenizer must not train anything.
+        """
+        return None
+
+    def pretrain(self, data: Mapping[str, Manifest], out_dir: Path) -> Mapping[str, Any] | None:
+        """Pretrain into ``out_dir`` on ``data`` (``pretrain_spec()["data"]``'s manifests by
+        name); the returned JSON summary goes into every record."""
+        raise NotImplementedError(f"tokenizer {self.info.name!r} has nothing to pretrain")
+
+    def load_pretrained(self, folder: Path) -> None:
+        """Load what :meth:`pretrain` saved in ``folder``."""
+        raise NotImplementedError(f"tokenizer {self.info.name!r} has nothing pretrained")
+
     def extraction_variant(self) -> tuple[Mapping[str, Any], int] | None:
         """For variants that keep the first codebooks of one larger extraction (codec bitrates).
 

@@ -338,7 +338,7 @@ def cmd_check_tokenizer(args: argparse.Namespace) -> int:
             f"{entry.name!r} is a continuous reference (features, no tokens, no bitrate): "
             "check-tokenizer checks tokenizers only"
         )
-    if tokenizer.needs_fit:
+    if tokenizer.needs_fit or tokenizer.pretrain_spec():  # through its pretrain / fit steps
         tokenizer = tokenizer_tokens(env, args.tokenizer, {})[0]
     results = check_tokenizer(tokenizer)
     for line in format_results(results):

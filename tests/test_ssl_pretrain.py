@@ -11,16 +11,21 @@ import torch
 
 from benchmark.api import BuildContext
 from benchmark.data.corpora import corpus_manifest
-from benchmark.models import ssl_pretrain
 from benchmark.models.hf_weights import sha256_file
 from benchmark.models.ssl_loading import load_ssl_model
-from benchmark.models.ssl_mini import PRETRAIN_SPLITS, heldout_speakers, pretrained_tiny_ssl
+from benchmark.models.ssl_mini import (
+    PRETRAIN_SPLITS,
+    PretrainNotRunError,
+    TinyModelError,
+    heldout_speakers,
+    pretrained_tiny_ssl,
+)
 from benchmark.models.ssl_pretrain import (
-    MARKER,
     PretrainConfig,
     PretrainConfigError,
     pretrain_fingerprint,
     pretrain_tiny_ssl,
+    record_summary,
     span_mask,
 )
 from benchmark.models.ssl_pretrain_data import PretrainDataError, frame_features, num_frames
@@ -36,6 +41,7 @@ SMALL = PretrainConfig(
     targets=(("logmel", 8),),
     kmeans_max_iter=5,
     log_every=5,
+    threads=1,
 )
 
 
@@ -91,7 +97,10 @@ def test_loss_goes_down_and_the_folder_loads_like_real_weights(trained):
     assert info.source == "path" and info.num_hidden_layers == 24 and info.do_normalize
     assert info.hop == 320 and not model.training
     saved = json.loads((out / "pretrain.json").read_text())
-    assert saved["fingerprint"] == (out / MARKER).read_text().strip()
+    assert saved["loss"] == losses and saved["seed"] == 3 and saved["cpu_seconds"] > 0
+    compact = record_summary(saved, every=10)
+    assert compact["label"] == summary["label"] and len(compact["loss_curve"]) == 3
+    assert compact["final_loss"] < compact["first_loss"]
 
 
 def test_same_seed_gives_identical_weights_and_another_seed_does_not(data, context):
@@ -106,22 +115,6 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not(data, conte
         runs[name] = (sha256_file(folder / "model.safetensors"), summary["loss"])
     assert runs["b"] == runs["c"]  # bit for bit
     assert runs["d"][0] != runs["b"][0] and runs["d"][1] != runs["b"][1]
-
-
-def test_a_finished_folder_is_not_trained_again(trained, data, monkeypatch):
-    out, summary = trained
-    manifests, heldout = data
-
-    def fail(*_args, **_kwargs):
-        raise AssertionError("trained again")
-
-    monkeypatch.setattr(ssl_pretrain, "_train", fail)
-    monkeypatch.setattr(ssl_pretrain, "load_pretrain_corpus", fail)
-    before = sha256_file(out / "model.safetensors")
-    again = pretrain_tiny_ssl("hubert", manifests, out, SMALL, seed=3, heldout_speakers=heldout)
-    assert again == summary and sha256_file(out / "model.safetensors") == before
-    with pytest.raises(AssertionError, match="trained again"):  # another seed: not cached
-        pretrain_tiny_ssl("hubert", manifests, out, SMALL, seed=5, heldout_speakers=heldout)
 
 
 def test_the_fingerprint_covers_settings_data_seed_and_family(data):
@@ -170,25 +163,39 @@ def test_bad_settings_are_one_line_errors():
         PretrainConfig(steps=0)
 
 
-def test_the_tokenizer_loads_the_pretrained_model_and_records_its_label(context):
+def test_the_tokenizer_trains_nothing_and_loads_its_pretrained_folder(context, monkeypatch):
+    from benchmark.models import ssl_pretrain
     from benchmark.tokenizers.discrete_ssl import DiscreteSSLTokenizer
 
     overrides = {**SMALL.to_dict(), "steps": 4}
-    tokenizer = DiscreteSSLTokenizer(
-        family="wavlm",
-        num_clusters=8,
-        tiny_model="pretrained",
-        pretrain=overrides,
-        context=context,
-    )
+
+    def build(pretrain=overrides):
+        return DiscreteSSLTokenizer(family="wavlm", num_clusters=8, tiny_model="pretrained",
+                                    pretrain=pretrain, context=context)  # fmt: skip
+
+    def fail(*_args, **_kwargs):
+        raise AssertionError("the constructor pretrained")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ssl_pretrain, "pretrain_tiny_ssl", fail)
+        tokenizer = build()
     label = "pretrained by the harness on mini, 4 steps"
-    assert tokenizer.info.model_label == label
-    assert tokenizer.info.to_dict()["model_label"] == label
-    state = tokenizer.state_fingerprint()["tiny_model"]
-    assert state["kind"] == "pretrained" and state["label"] == label
-    folder, origin = pretrained_tiny_ssl("wavlm", context, overrides)  # cached: same folder
+    assert tokenizer.info.model_label == label and tokenizer.info.frame_rate == 50.0
+    assert tokenizer.pretrain_spec()["label"] == label
+    names = set(tokenizer.pretrain_spec()["data"])
+    assert {"train:asr/train", "train:ood/train", "heldout:asr/test"} <= names
+    with pytest.raises(PretrainNotRunError, match="pretrain step"):
+        tokenizer.encode(torch.zeros(1, 16000), torch.tensor([16000]))
+    state = tokenizer.state_fingerprint()
+    assert state["tiny_model"]["kind"] == "pretrained" and state["tiny_model"]["label"] == label
+    folder, origin = pretrained_tiny_ssl("wavlm", context, overrides)
+    assert pretrained_tiny_ssl("wavlm", context, overrides)[0] == folder  # made once
+    tokenizer.load_pretrained(folder)
     assert Path(tokenizer.model_info.folder) == folder.resolve()
-    assert origin.fingerprint == state["pretrain_fingerprint"]
+    assert tokenizer.state_fingerprint() == state  # the same key before and after loading
+    assert origin.summary["steps"] == 4 and tokenizer.origin.summary["steps"] == 4
+    with pytest.raises(TinyModelError, match="other settings"):
+        build({**overrides, "lr": 1e-3}).load_pretrained(folder)
     random = DiscreteSSLTokenizer(
         family="wavlm", num_clusters=8, tiny_model="random", context=context
     )

@@ -47,6 +47,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -264,6 +265,8 @@ def open_ssl_extractor(
     dtype: str = "fp32",
     normalize_wav: bool | None = None,
     pretrain: Mapping[str, Any] | None = None,
+    *,
+    pretrained_dir: Path | None = None,
 ) -> SSLLayerExtractor:
     """Load a card's SSL encoder (its weights, or a mini tiny model) for ``layers``.
 
@@ -271,20 +274,24 @@ def open_ssl_extractor(
         family: ``wavlm``, ``hubert`` or ``wav2vec2``.
         layers: 1-based transformer layers to extract.
         tiny_model: false for the card's weights; ``random`` (or true) for the tiny random
-            encoder, ``pretrained`` for the tiny encoder pretrained by the harness on mini
-            (:mod:`benchmark.models.ssl_mini`); both are built under
-            ``context.workdir / "models"`` and loaded through the same path route as real
-            weights.
+            encoder (built under ``context.workdir / "models"``), ``pretrained`` for the tiny
+            encoder the harness pretrained into ``pretrained_dir``
+            (:mod:`benchmark.models.ssl_mini`); both load through the same path route as
+            real weights.
         context: device, workdir and the card's weights.
         dtype: ``fp32`` or ``bf16``.
         normalize_wav: None follows the model's preprocessor config.
-        pretrain: overrides of the pretraining settings (``tiny_model: pretrained`` only).
+        pretrain: overrides of the pretraining settings; only checked here (they are the
+            pretrain step's business, see :class:`~benchmark.models.ssl_mini.TinyEncoder`).
+        pretrained_dir: the pretrain step's folder (``tiny_model: pretrained`` only).
 
     Raises:
-        SSLConfigError: conflicting parameters, CUDA asked for but absent, bad layers/dtype.
+        SSLConfigError: conflicting parameters, CUDA asked for but absent, bad layers/dtype,
+            ``tiny_model: pretrained`` without its folder.
         WeightsUnavailableError: weights that cannot be loaded.
     """
-    from benchmark.models.ssl_mini import TinyModelError, tiny_model_kind, tiny_ssl_weights
+    from benchmark.models.ssl_loading import tiny_ssl_model_dir
+    from benchmark.models.ssl_mini import RANDOM_LABEL, TinyModelError, TinyOrigin, tiny_model_kind
 
     device = str(context.device or "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -293,17 +300,25 @@ def open_ssl_extractor(
         kind = tiny_model_kind(tiny_model)
     except TinyModelError as exc:
         raise SSLConfigError(str(exc)) from None
+    if kind is not None and context.weights:
+        raise SSLConfigError(
+            f"tiny_model: {tiny_model} and card weights are both set; drop one (the mini "
+            "preset sets weights: null)"
+        )
+    if pretrain and kind != "pretrained":
+        raise SSLConfigError("pretrain settings need tiny_model: pretrained")
     origin = None
-    if kind is not None:
-        if context.weights:
+    if kind == "pretrained":
+        if pretrained_dir is None:
             raise SSLConfigError(
-                f"tiny_model: {tiny_model} and card weights are both set; drop one (the mini "
-                "preset sets weights: null)"
+                "tiny_model: pretrained needs the folder of its pretrain step (the harness "
+                "plans it; see benchmark.models.ssl_mini)"
             )
-        weights, origin = tiny_ssl_weights(family, kind, context, pretrain)
+        weights: dict[str, Any] | None = {"path": str(pretrained_dir)}
+    elif kind == "random":
+        weights = {"path": str(tiny_ssl_model_dir(family, Path(context.workdir) / "models"))}
+        origin = TinyOrigin("random", RANDOM_LABEL)
     else:
-        if pretrain:
-            raise SSLConfigError("pretrain settings need tiny_model: pretrained")
         weights = dict(context.weights) if context.weights else None
     model, info = load_ssl_model(weights, family, device)
     try:

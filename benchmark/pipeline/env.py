@@ -17,6 +17,7 @@ from benchmark.cache import TokenCache
 from benchmark.errors import ContractError, UsageError
 from benchmark.pipeline.config import RunConfig
 from benchmark.pipeline.keys import AudioIdentityCache, fingerprint
+from benchmark.pipeline.status import MARKER
 from benchmark.registry import Entry, Registries, build_registries
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,13 @@ class StepEnv:
                 f"{spec['kind']} {entry.name!r}: bad parameter value: {exc}; fix the card or "
                 f"the --{spec['kind']}-param option"
             ) from None
+        pretrained = spec.get("pretrained")  # the output of its pretrain step
+        if pretrained and not (Path(pretrained) / MARKER).is_file():
+            # asked while planning, before the step ran: info and state only (its encoder
+            # raises until loaded); not memoised, so a later build loads the folder
+            return obj
+        if pretrained:
+            obj.load_pretrained(Path(pretrained))  # before the fit, which depends on it
         if fit_dir is not None:
             obj.load_fitted(Path(fit_dir))
         self._built[memo_key] = obj

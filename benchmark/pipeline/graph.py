@@ -17,6 +17,7 @@ from benchmark.pipeline.keys import key_of
 
 StepKind = Literal[
     "prepare",
+    "pretrain",
     "fit",
     "conformance",
     "extract",

@@ -49,7 +49,7 @@ class _Tok:
     encoder_key: str | None = None
     encoder_spec: dict[str, Any] | None = None
     kept: int | None = None
-    fit_id: str | None = None
+    fit_id: str | None = None  # what later steps wait for: the fit, else the pretrain step
     fit_dir: str | None = None
     gate_id: str | None = None
     error: BaseException | None = None  # could not be built: its jobs record this
@@ -225,6 +225,8 @@ class Planner(GenerativePlanning):
             "info": {k: v for k, v in tokenizer.info.to_dict().items() if k != "name"},
             "libraries": library_versions(),
         }
+        if not self._pretrain(tok, tokenizer, base):
+            return tok
         fit_key = None
         if tokenizer.needs_fit:
             fit_key = self._fit(tok, tokenizer, base)
@@ -261,13 +263,67 @@ class Planner(GenerativePlanning):
             kind="fit",
             label=f"fit {tok.name} on {ref.name}",
             components=components,
-            inputs=self._prepare_ids(ref),
+            inputs=(*self._prepare_ids(ref), *((tok.fit_id,) if tok.fit_id else ())),
             output=out,
             spec={"tokenizer": tok.spec, "data": ref.__dict__, "out": str(out)},
         )
         self._add(step)
         tok.fit_id, tok.fit_dir = step.id, str(out)
         return fit_key
+
+    def _pretrain(self, tok: _Tok, tokenizer: Tokenizer, base: dict[str, Any]) -> bool:
+        """A ``pretrain`` step for a tokenizer whose ``pretrain_spec()`` asks for one.
+
+        Its key covers the recipe, the code of the module the spec names (default the
+        tokenizer's), the data's manifests with their audio bytes and the library versions.
+        The key enters ``base`` (a changed recipe refits and re-extracts), the folder goes
+        into the tokenizer's spec as ``pretrained`` (every later step loads it), and the step
+        is what the tokenizer's later steps wait for (``tok.fit_id``, until a fit replaces
+        it). False while its data is not prepared (``tok.pending`` says which).
+        """
+        ask = getattr(tokenizer, "pretrain_spec", None)
+        request = dict(ask() or {}) if ask is not None else {}
+        if not request:
+            return True
+        try:
+            refs = {n: DataRef.from_spec(dict(r)) for n, r in dict(request["data"]).items()}
+        except (ContractError, KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"tokenizer {tok.entry.name!r}: pretrain_spec(): {exc}") from None
+        data = {}
+        for name, ref in refs.items():
+            manifest = self._manifest_key(ref)
+            if manifest is None:
+                tok.pending = f"needs corpus {ref.corpus}"
+                return False
+            data[name] = {"ref": ref.name, "manifest": manifest}
+        code = request.get("code")
+        components = {
+            "recipe": request.get("recipe"),
+            "code": code_fingerprint(str(code)) if code else base["code"],
+            "data": data,
+            "libraries": library_versions(),
+        }
+        key = key_of(components)
+        out = self.config.workdir / "pretrained" / key[:16]
+        inputs = dict.fromkeys(i for ref in refs.values() for i in self._prepare_ids(ref))
+        label = str(request.get("label") or "")
+        step = Step(
+            id=f"pretrain:{key[:16]}",
+            kind="pretrain",
+            label=f"pretrain for {tok.name}: {label}" if label else f"pretrain for {tok.name}",
+            components=components,
+            inputs=tuple(inputs),
+            output=out,
+            spec={
+                "tokenizer": tok.spec,
+                "label": label,
+                "data": {name: ref.__dict__ for name, ref in refs.items()},
+            },
+        )
+        tok.fit_id = self._add(step).id
+        tok.spec = {**tok.spec, "pretrained": str(out)}
+        base["pretrain"] = key
+        return True
 
     def _encoder(self, tok: _Tok, tokenizer: Tokenizer, card, base, fit_key) -> None:
         variant = tokenizer.extraction_variant()

@@ -91,6 +91,18 @@ def run_prepare(step: Step, env: StepEnv) -> None:
     corpus.prepare(env.config.context(env.device))
 
 
+def run_pretrain(step: Step, env: StepEnv) -> None:
+    """Pretrain a tokenizer's model on the data its ``pretrain_spec()`` names; the folder
+    appears whole or not at all, with the summary records carry in its marker."""
+    tokenizer = env.tokenizer(step.spec["tokenizer"])
+    data = {name: _manifest(ref, env) for name, ref in step.spec["data"].items()}
+    log.info("pretraining %s (%s)", tokenizer.info.name, step.spec["label"])
+    with atomic_folder(step.output) as tmp:
+        summary = tokenizer.pretrain(data, tmp)
+        summary = dict(summary) if isinstance(summary, dict) else None
+        atomic_write_json(tmp / MARKER, marker_payload(step, summary=summary))
+
+
 def run_fit(step: Step, env: StepEnv) -> None:
     """Fit a tokenizer (k-means) on its fit data; the folder appears whole or not at all."""
     tokenizer = env.tokenizer(step.spec["tokenizer"])
@@ -330,6 +342,9 @@ def run_job(step: Step, env: StepEnv) -> ResultRecord:
     if spec["fit_dir"]:
         marker = read_marker(Path(spec["fit_dir"]) / MARKER) or {}
         record.extras["fit"] = marker.get("summary")
+    if spec["tokenizer"].get("pretrained"):
+        marker = read_marker(Path(spec["tokenizer"]["pretrained"]) / MARKER) or {}
+        record.extras["pretrain"] = marker.get("summary")
     record.timings = {"started": started, **profile.to_dict()}
     if distributed.is_writer():  # torchrun: rank 0 writes, the other ranks only train
         record.to_disk(staged)
@@ -484,6 +499,7 @@ def _generative(name: str):
 
 STEP_FUNCTIONS = {
     "prepare": run_prepare,
+    "pretrain": run_pretrain,
     "fit": run_fit,
     "conformance": run_conformance,
     "extract": run_extract,

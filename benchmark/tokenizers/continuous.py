@@ -9,6 +9,7 @@ exactly what quantising the bands costs.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -81,21 +82,39 @@ class SSLHiddenStates(Tokenizer):
         name: str = "continuous",
         context: BuildContext | None = None,
     ) -> None:
-        from benchmark.models.ssl_features import open_ssl_extractor
+        from benchmark.models.ssl_tiny_encoder import TinyEncoder
 
-        self.extractor = open_ssl_extractor(
+        self.dtype = dtype
+        self.encoder = TinyEncoder(
             family, tuple(layers), tiny_model, context or BuildContext(), dtype, None, pretrain
         )
-        origin = self.extractor.origin
-        model_info = self.extractor.info
+        origin = self.encoder.origin
+        geometry = self.encoder.geometry()
         self.info = TokenizerInfo(
             name=name,
-            sample_rate=model_info.sample_rate,
-            frame_rate=model_info.sample_rate / model_info.hop,
+            sample_rate=geometry["sample_rate"],
+            frame_rate=geometry["sample_rate"] / geometry["hop"],
             layers=tuple(layers),
-            feature_dim=model_info.hidden_size,
+            feature_dim=geometry["hidden_size"],
             model_label=origin.label if origin is not None else None,
         )
+
+    @property
+    def extractor(self) -> Any:
+        """The open :class:`~benchmark.models.ssl_features.SSLLayerExtractor`."""
+        return self.encoder.extractor
+
+    def pretrain_spec(self) -> Mapping[str, Any] | None:
+        """For ``tiny_model: pretrained``: the pretraining the harness must run first."""
+        return self.encoder.pretrain_spec()
+
+    def pretrain(self, data: Mapping[str, Any], out_dir: Path) -> dict[str, Any]:
+        """Pretrain the tiny encoder on ``data`` (manifests by name) into ``out_dir``."""
+        return self.encoder.pretrain(data, out_dir)
+
+    def load_pretrained(self, folder: Path) -> None:
+        """Open the encoder the pretrain step saved in ``folder``."""
+        self.encoder.load(folder)
 
     def encode(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Features ``[B, N, L, D]`` (float32, CPU) and frame counts ``[B]``."""
@@ -105,9 +124,9 @@ class SSLHiddenStates(Tokenizer):
 
     def state_fingerprint(self) -> dict:
         """The loaded weights' identity."""
-        origin = self.extractor.origin
+        origin = self.encoder.origin
         return {
-            "weights": self.extractor.info.fingerprint(),
-            "dtype": self.extractor.dtype,
+            "weights": self.encoder.weights_fingerprint(),
+            "dtype": self.dtype,
             "tiny_model": origin.to_dict() if origin is not None else None,
         }

@@ -33,10 +33,13 @@ ties settled in float64, so tokens do not depend on batch shape or BLAS).
 Weights: the context's card weights (``{hub, revision}`` or ``{path}``), or in the ``mini``
 preset a tiny encoder of the same architecture made under ``workdir/models`` and loaded through
 the same path route (:mod:`benchmark.models.ssl_mini`): ``tiny_model: pretrained`` (the mini
-cards' default) pretrains it on the mini corpus once per fingerprint
-(:mod:`benchmark.models.ssl_pretrain`), ``tiny_model: random`` (or ``true``) keeps it randomly
-initialised, for comparison. Its label ("pretrained by the harness on mini, N steps") is the
-info's ``model_label`` and part of :meth:`~DiscreteSSLTokenizer.state_fingerprint`.
+cards' default) is pretrained on the mini corpus by the ``pretrain`` step of the harness's
+graph (:meth:`~DiscreteSSLTokenizer.pretrain_spec` declares it, the step calls
+:meth:`~DiscreteSSLTokenizer.pretrain`, and :meth:`~DiscreteSSLTokenizer.load_pretrained`
+opens its folder; building the tokenizer trains nothing), ``tiny_model: random`` (or
+``true``) keeps it randomly initialised, for comparison. Its label ("pretrained by the harness
+on mini, N steps") is the info's ``model_label`` and part of
+:meth:`~DiscreteSSLTokenizer.state_fingerprint`.
 """
 
 from __future__ import annotations
@@ -59,8 +62,10 @@ from benchmark.models.kmeans import KMeansConfig, KMeansQuantizer, QuantizerErro
 from benchmark.models.reservoir import FrameReservoir
 from benchmark.models.sb_quantizers import import_sb_quantizers
 from benchmark.models.ssl_codebooks import LayerCodebooks
-from benchmark.models.ssl_features import DTYPES, SSLConfigError, open_ssl_extractor
-from benchmark.models.ssl_loading import FAMILIES
+from benchmark.models.ssl_features import DTYPES, SSLConfigError, SSLLayerExtractor
+from benchmark.models.ssl_loading import FAMILIES, SSLModelInfo
+from benchmark.models.ssl_mini import TinyOrigin
+from benchmark.models.ssl_tiny_encoder import TinyEncoder
 from benchmark.tokenizers.ssl_params import (
     architecture_depth,
     check_clusters_budget,
@@ -98,8 +103,9 @@ class DiscreteSSLTokenizer(Tokenizer):
         dtype: ``fp32`` (default) or ``bf16`` (autocast forward; measured agreement with fp32
             is reported by ``scripts/bench_ssl_encode.py``).
         tiny_model: false to load ``context.weights``; ``pretrained`` for the mini preset's
-            tiny encoder pretrained by the harness on mini, ``random`` (or true) for the
-            same architecture randomly initialised.
+            tiny encoder pretrained by the harness on mini (opened by
+            :meth:`load_pretrained`), ``random`` (or true) for the same architecture randomly
+            initialised.
         pretrain: overrides of the pretraining settings
             (:class:`~benchmark.models.ssl_pretrain.PretrainConfig` fields and ``seed``);
             only with ``tiny_model: pretrained``.
@@ -163,20 +169,18 @@ class DiscreteSSLTokenizer(Tokenizer):
         self.kmeans_max_iter = kmeans_max_iter
         self.dtype = dtype
         self.progress = context.progress
-        self.extractor = open_ssl_extractor(
+        self.encoder = TinyEncoder(
             family, self.layers, tiny_model, context, dtype, normalize_wav, pretrain
         )
-        self.model, self.model_info = self.extractor.model, self.extractor.info
-        self.origin = self.extractor.origin
         self.tiny_model = self.origin is not None
         self.codebooks: LayerCodebooks | None = None
         #: provenance of each layer's codebook (fitted or imported), in ``layers`` order
         self.quantizer_provenance: list[dict[str, Any]] = []
-        info = self.model_info
+        geometry = self.encoder.geometry()
         self.info = TokenizerInfo(
             name=name,
-            sample_rate=info.sample_rate,
-            frame_rate=info.sample_rate / info.hop,
+            sample_rate=geometry["sample_rate"],
+            frame_rate=geometry["sample_rate"] / geometry["hop"],
             codebook_sizes=self.num_clusters,
             can_decode=vocoder is not None,
             layers=self.layers,
@@ -188,9 +192,46 @@ class DiscreteSSLTokenizer(Tokenizer):
         self.kmeans_import = dict(kmeans_import) if kmeans_import is not None else None
         self.needs_fit = self.kmeans_import is None
         if self.kmeans_import is not None:
+            if not self.encoder.loaded:
+                raise SSLConfigError("kmeans_import needs card weights, not tiny_model: pretrained")
             self.set_quantizers(
                 import_sb_quantizers(self.kmeans_import, family, self.layers, self.num_clusters)
             )
+
+    @property
+    def extractor(self) -> SSLLayerExtractor:
+        """The open encoder (raises ``PretrainNotRunError`` before a pretrained one is loaded)."""
+        return self.encoder.extractor
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The transformers encoder."""
+        return self.extractor.model
+
+    @property
+    def model_info(self) -> SSLModelInfo:
+        """What was loaded (weights identity, geometry)."""
+        return self.extractor.info
+
+    @property
+    def origin(self) -> TinyOrigin | None:
+        """Which tiny encoder (None for card weights)."""
+        return self.encoder.origin
+
+    # ------------------------------------------------------------------ pretraining
+
+    def pretrain_spec(self) -> Mapping[str, Any] | None:
+        """For ``tiny_model: pretrained``: the pretraining the harness must run first."""
+        return self.encoder.pretrain_spec()
+
+    def pretrain(self, data: Mapping[str, Manifest], out_dir: Path) -> dict[str, Any]:
+        """Pretrain the tiny encoder on ``data`` (``pretrain_spec()["data"]`` by name) into
+        ``out_dir``; returns the summary that records carry."""
+        return self.encoder.pretrain(data, out_dir)
+
+    def load_pretrained(self, folder: Path) -> None:
+        """Open the encoder the pretrain step saved in ``folder`` (before ``load_fitted``)."""
+        self.encoder.load(folder)
 
     # ------------------------------------------------------------------ fitting
 
@@ -422,17 +463,18 @@ class DiscreteSSLTokenizer(Tokenizer):
         With ``kmeans_import``, also ``kmeans_import``: per layer the imported file's format,
         name, sha256 and data name (the codebooks are then part of the token identity).
         """
+        geometry = self.encoder.geometry()
         state: dict[str, Any] = {
             "version": TOKENIZER_VERSION,
             "kmeans_algorithm": KMEANS_ALGORITHM_VERSION,
-            "weights": self.model_info.fingerprint(),
+            "weights": self.encoder.weights_fingerprint(),
             "dtype": self.dtype,
-            "normalize_wav": self.extractor.normalize,
+            "normalize_wav": geometry["normalize"],
             "layers": list(self.layers),
             "num_clusters": list(self.num_clusters),
             "kmeans_data": dict(self.kmeans_data),
             "vocoder": self.vocoder_spec,
-            "short_clips": f"zero-padded to {self.model_info.receptive_field} samples",
+            "short_clips": f"zero-padded to {geometry['receptive_field']} samples",
             "tiny_model": self.origin.to_dict() if self.origin is not None else None,
         }
         if self.kmeans_import is not None:

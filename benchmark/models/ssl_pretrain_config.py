@@ -1,0 +1,142 @@
+"""Settings of the mini preset's pretraining recipe (:mod:`benchmark.models.ssl_pretrain`).
+
+The defaults are the measured recipe (see ``docs/`` and the pretraining module): HuBERT's
+first iteration with two target codebooks (k-means of MFCC and of log-mel frames, K = 100
+each), span masking 0.65 x 10 frames, masked and unmasked frames in the loss, one head on the
+last layer, AdamW at 5e-3 with warm-up and cosine decay, 700 steps of 8 crops of 1.5 s on 2
+CPU threads (about 5 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from benchmark.errors import BenchmarkError
+from benchmark.models.ssl_loading import TINY_SPEC
+from benchmark.models.ssl_pretrain_data import FEATURE_KINDS
+
+
+class PretrainConfigError(BenchmarkError, ValueError):
+    """An unusable pretraining setting (one line)."""
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Settings of :func:`pretrain_tiny_ssl` (all of them enter the fingerprint).
+
+    Attributes:
+        steps: optimiser steps (the budget; fixed, so the result is deterministic).
+        batch_size: crops per step.
+        crop_frames: frames per crop (50 per second); shorter utterances are used whole.
+        lr: peak learning rate of AdamW.
+        warmup_steps: linear warm-up from 0 to ``lr``.
+        final_lr_ratio: the cosine decay ends at ``lr * final_lr_ratio``.
+        weight_decay: AdamW's decoupled weight decay.
+        grad_clip: maximum gradient norm.
+        mask_prob: fraction of frames that start a masked span (HuBERT: 0.08 * 10 / ...;
+            transformers' ``mask_time_prob`` convention: spans = mask_prob * N / length).
+        mask_length: frames per masked span.
+        unmasked_weight: weight of the unmasked frames' loss (0 = masked frames only).
+        targets: ``(feature kind, K)`` per target codebook, each with its own linear head.
+        head_layers: transformer layers whose outputs the heads read (24 = the last layer,
+            after the encoder's final layer norm; a lower layer gets a layer norm of its own);
+            the loss is averaged over them.
+        kmeans_max_iter: exact Lloyd passes of the target k-means.
+        mix_prob: probability that a crop gets a segment of another utterance mixed in
+            (WavLM's denoising); 0 turns it off.
+        log_every: steps between accuracy measurements in the curve.
+        threads: torch CPU threads the pretraining runs on, whatever the harness's
+            ``--threads``: float sums depend on how work is split between threads, so the
+            weights are bit-identical only for the same thread count (and CPU), and a fixed
+            count keeps one cached model per fingerprint.
+    """
+
+    steps: int = 700
+    batch_size: int = 8
+    crop_frames: int = 75
+    lr: float = 5e-3
+    warmup_steps: int = 50
+    final_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    mask_prob: float = 0.65
+    mask_length: int = 10
+    unmasked_weight: float = 1.0
+    targets: tuple[tuple[str, int], ...] = (("mfcc", 100), ("logmel", 100))
+    head_layers: tuple[int, ...] = (24,)
+    kmeans_max_iter: int = 30
+    mix_prob: float = 0.0
+    log_every: int = 10
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        ints = {"steps": 1, "batch_size": 1, "crop_frames": 10, "warmup_steps": 0}
+        ints |= {"mask_length": 1, "kmeans_max_iter": 1, "log_every": 1, "threads": 1}
+        for name, low in ints.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise PretrainConfigError(f"pretrain {name} must be an int >= {low}, got {value!r}")
+        ranges = {"lr": (0.0, 1.0), "final_lr_ratio": (0.0, 1.0), "weight_decay": (0.0, 1.0)}
+        ranges |= {"mask_prob": (0.0, 1.0), "mix_prob": (0.0, 1.0), "unmasked_weight": (0.0, 10.0)}
+        ranges |= {"grad_clip": (0.0, 1e6)}
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise PretrainConfigError(f"pretrain {name} must be a number, got {value!r}")
+            if not low <= value <= high or (name in ("lr", "grad_clip") and value == 0):
+                raise PretrainConfigError(f"pretrain {name}={value!r} is outside {low}..{high}")
+        if self.mask_prob == 0 and self.unmasked_weight == 0:
+            raise PretrainConfigError("pretrain needs mask_prob > 0 or unmasked_weight > 0")
+        targets = tuple(tuple(t) for t in self.targets)
+        if not targets or any(
+            len(t) != 2
+            or t[0] not in FEATURE_KINDS
+            or isinstance(t[1], bool)
+            or not isinstance(t[1], int)
+            or t[1] < 2
+            for t in targets
+        ):
+            raise PretrainConfigError(
+                f"pretrain targets must be [kind, K] pairs with kind in {list(FEATURE_KINDS)} "
+                f"and K >= 2, got {self.targets!r}"
+            )
+        object.__setattr__(self, "targets", targets)
+        depth = int(TINY_SPEC["num_hidden_layers"])
+        heads = tuple(self.head_layers)
+        if (
+            not heads
+            or len(set(heads)) != len(heads)
+            or any(
+                isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= depth for h in heads
+            )
+        ):
+            raise PretrainConfigError(
+                f"pretrain head_layers must be distinct layers in 1..{depth}, got {heads!r}"
+            )
+        object.__setattr__(self, "head_layers", heads)
+
+    @classmethod
+    def from_mapping(cls, overrides: Mapping[str, Any] | None) -> PretrainConfig:
+        """The defaults with a card's overrides (unknown keys are an error)."""
+        overrides = dict(overrides or {})
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise PretrainConfigError(
+                f"unknown pretrain settings {sorted(unknown)}; known: "
+                f"{', '.join(f.name for f in fields(cls))}"
+            )
+        return cls(**overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings."""
+        out = asdict(self)
+        out["targets"] = [list(t) for t in self.targets]
+        out["head_layers"] = list(self.head_layers)
+        return out
+
+
+def pretrain_label(corpus: str, steps: int) -> str:
+    """The label every record of a pretrained tiny model carries."""
+    return f"pretrained by the harness on {corpus}, {steps} steps"

@@ -1,0 +1,174 @@
+"""The training loop of the pretraining recipe: the tiny model, its heads, the loss, AdamW.
+
+The model is transformers' ``WavLMModel`` / ``HubertModel`` built from
+:data:`~benchmark.models.ssl_loading.TINY_SPEC` with dropout off; masking goes through its
+``mask_time_indices`` route (the frames are replaced by its learned mask embedding). A linear
+head per (head layer, target codebook) predicts each frame's cluster id; the loss is the
+cross-entropy on masked frames plus ``unmasked_weight`` times that on unmasked frames,
+averaged over heads. The heads are dropped after training: only the encoder is saved.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from benchmark.errors import BenchmarkError
+from benchmark.models.ssl_loading import TINY_SPEC
+from benchmark.models.ssl_pretrain_batches import CropSampler, PretrainBatch
+from benchmark.models.ssl_pretrain_config import PretrainConfig
+from benchmark.models.ssl_pretrain_data import PretrainCorpus
+
+_DROPOUTS = ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout")
+
+
+def _lr_factor(step: int, config: PretrainConfig) -> float:
+    """Linear warm-up to 1, then cosine decay to ``final_lr_ratio`` (``step`` from 0)."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    low = config.final_lr_ratio
+    return low + (1.0 - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _build_model(family: str, config: PretrainConfig) -> nn.Module:
+    """A randomly initialised tiny encoder that can mask (dropout off)."""
+    from benchmark.models.ssl_loading import _classes
+
+    config_cls, model_cls = _classes(family)
+    spec = dict(TINY_SPEC)
+    # masked_spec_embed exists only when mask_time_prob > 0; eval mode never masks
+    spec.update(mask_time_prob=config.mask_prob or 0.05, mask_time_length=config.mask_length)
+    spec.update({name: 0.0 for name in _DROPOUTS})
+    return model_cls(config_cls(**spec))
+
+
+class _Heads(nn.Module):
+    """One linear classifier per (head layer, target codebook); lower layers get a layer norm."""
+
+    def __init__(self, config: PretrainConfig, dim: int, depth: int) -> None:
+        super().__init__()
+        self.layers = config.head_layers
+        self.norms = nn.ModuleList(
+            nn.LayerNorm(dim) if layer < depth else nn.Identity() for layer in self.layers
+        )
+        self.linears = nn.ModuleList(
+            nn.ModuleList(nn.Linear(dim, k) for _, k in config.targets) for _ in self.layers
+        )
+
+    def forward(self, states: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
+        """Logits ``[B, N, K_t]`` per head layer and target, from ``states[l]`` = layer l."""
+        return [
+            [linear(norm(states[layer])) for linear in linears]
+            for layer, norm, linears in zip(self.layers, self.norms, self.linears, strict=True)
+        ]
+
+
+def _step_loss(
+    model: nn.Module, heads: _Heads, batch: PretrainBatch, config: PretrainConfig
+) -> tuple[torch.Tensor, list[tuple[float, float]]]:
+    """Loss of one batch and ``(masked, unmasked)`` accuracy per target (of the last head)."""
+    depth = int(TINY_SPEC["num_hidden_layers"])
+    lower = any(layer < depth for layer in heads.layers)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Support for mismatched key_padding")
+        out = model(
+            batch.wav,
+            attention_mask=batch.attention,
+            mask_time_indices=batch.masked,
+            output_hidden_states=lower,
+        )
+    states: dict[int, torch.Tensor] = {depth: out.last_hidden_state}
+    if lower:
+        states |= {layer: out.hidden_states[layer] for layer in heads.layers if layer < depth}
+    masked = batch.masked & batch.valid
+    unmasked = ~batch.masked & batch.valid
+    parts = []
+    accuracy = []
+    for logits_per_target in heads(states):
+        accuracy = []
+        for logits, target in zip(logits_per_target, batch.targets, strict=True):
+            for weight, where in ((1.0, masked), (config.unmasked_weight, unmasked)):
+                if weight > 0 and bool(where.any()):
+                    parts.append(weight * F.cross_entropy(logits[where], target[where]))
+            with torch.no_grad():
+                hit = logits.argmax(-1) == target
+                accuracy.append(
+                    tuple(
+                        float(hit[where].float().mean()) if bool(where.any()) else float("nan")
+                        for where in (masked, unmasked)
+                    )
+                )
+    count = len(heads.layers) * len(batch.targets)
+    return torch.stack(parts).sum() / count, accuracy
+
+
+def train_tiny_ssl(
+    family: str, corpus: PretrainCorpus, ids: list[torch.Tensor], config: PretrainConfig,
+    seed: int, progress: bool,
+) -> tuple[nn.Module, dict[str, Any]]:  # fmt: skip
+    """Pretrain a tiny ``family`` encoder for ``config.steps`` steps on ``corpus``.
+
+    Args:
+        family: ``wavlm``, ``hubert`` or ``wav2vec2``.
+        corpus: the training audio (from ``load_pretrain_corpus``).
+        ids: per target codebook, the cluster id ``[num_frames]`` int64 of every frame.
+        config: the recipe's settings.
+        seed: seeds the initialisation (``seed``) and the batches (``seed + 1``).
+        progress: show a progress bar.
+
+    Returns:
+        The encoder in eval mode, and ``{"loss": [per step], "curve": [every log_every
+        steps: step, loss, lr, masked and unmasked accuracy per target]}``.
+
+    Raises:
+        BenchmarkError: the loss stopped being finite.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _build_model(family, config).train()
+        dim, depth = int(TINY_SPEC["hidden_size"]), int(TINY_SPEC["num_hidden_layers"])
+        heads = _Heads(config, dim, depth)
+    parameters = list(model.parameters()) + list(heads.parameters())
+    optimizer = torch.optim.AdamW(
+        parameters, lr=config.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
+    sampler = CropSampler(corpus, ids, config, seed + 1)
+    losses: list[float] = []
+    curve: list[dict[str, Any]] = []
+    bar = tqdm(range(config.steps), desc=f"pretrain tiny {family}", disable=not progress)
+    for step in bar:
+        batch = sampler.batch()
+        loss, accuracy = _step_loss(model, heads, batch, config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        if not math.isfinite(loss.item()):
+            raise BenchmarkError(
+                f"pretraining the tiny {family} diverged at step {step} (loss {loss.item()}); "
+                "lower pretrain lr"
+            )
+        losses.append(round(loss.item(), 5))
+        if step % config.log_every == 0 or step == config.steps - 1:
+            curve.append(
+                {
+                    "step": step,
+                    "loss": losses[-1],
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "masked_accuracy": [round(a[0], 4) for a in accuracy],
+                    "unmasked_accuracy": [round(a[1], 4) for a in accuracy],
+                }
+            )
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", masked_acc=f"{accuracy[0][0]:.3f}")
+    return model.eval(), {"loss": losses, "curve": curve}
