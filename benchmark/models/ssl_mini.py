@@ -185,9 +185,12 @@ class PretrainRequest:
                  "seed": summary.get("seed")}  # fmt: skip
         wanted = {k: self.recipe()[k] for k in found}
         if found != wanted:
+            old, new = dict(found.pop("config") or {}), wanted.pop("config")
+            diff = {k: (found[k], wanted[k]) for k in found if found[k] != wanted[k]}
+            diff |= {k: (old.get(k), new[k]) for k in new if old.get(k) != new[k]}
+            what = ", ".join(f"{k} {a!r} instead of {b!r}" for k, (a, b) in sorted(diff.items()))
             raise TinyModelError(
-                f"{folder} was pretrained with other settings ({found}), not {wanted}; "
-                "rerun its pretrain step"
+                f"{folder} was pretrained with other settings ({what}); rerun its pretrain step"
             )
         return TinyOrigin("pretrained", self.label, self.recipe(), summary)
 
