@@ -88,6 +88,7 @@ def test_enhancement_record_scores_output_and_baseline_rows(setup):
     assert len(record.per_utterance["stoi"].ids) == stoi.n
     assert set(record.extras["beats_baselines"]) == set(record.baselines)
     assert record.extras["decoder"]["decoder"] == "tokenizer"
+    assert 0.0 < record.extras["noisy_token_accuracy"] < 1.0  # noise changes some tokens
     # examples beside the record, for listening
     labels = {e["label"] for e in record.extras["examples"]}
     assert labels == {"generated", "noisy input", "resynthesis ceiling"}
