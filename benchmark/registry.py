@@ -62,6 +62,14 @@ BUILTIN_METRICS: dict[str, tuple[str, str]] = {
     "dnsmos_p808": ("benchmark.metrics.dnsmos:DNSMOSP808", "DNSMOS P.808 MOS"),
     "dwer": ("benchmark.metrics.dwer:DWER", "WER between transcripts of output and reference"),
     "dcer": ("benchmark.metrics.dwer:DCER", "CER between transcripts of output and reference"),
+    "text_wer": (
+        "benchmark.metrics.dwer:TextWER",
+        "WER of the output's transcript vs the input text",
+    ),
+    "text_cer": (
+        "benchmark.metrics.dwer:TextCER",
+        "CER of the output's transcript vs the input text",
+    ),
     "speaker_similarity": (
         "benchmark.metrics.speaker_similarity:SpeakerSimilarity",
         "cosine of speaker embeddings of output and reference",

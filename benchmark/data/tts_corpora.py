@@ -1,5 +1,8 @@
 """Readers of the TTS corpora in their standard layouts: LJSpeech-1.1 and LibriTTS.
 
+LJSpeech-1.1: ``metadata.csv`` (``id|transcription|normalized transcription``, the third
+column is read) and ``wavs/<id>.wav``; split 90 / 5 / 5 % per chapter (:func:`ljspeech_split`).
+
 Both build a manifest once per state of the folder (listing hash of relative paths, sizes
 and mtimes) under ``<workdir>/manifests/``; paths are stored relative to the corpus folder.
 """
@@ -10,6 +13,7 @@ import hashlib
 import logging
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 
 from benchmark.api import BuildContext
@@ -25,16 +29,55 @@ from benchmark.errors import DataError
 log = logging.getLogger(__name__)
 
 
+#: LJSpeech split: DASB's ratio and method (``ljspeech_prepare.split_sets`` of
+#: speechbrain/benchmarks, DASB/LJSpeech: per chapter ``LJ001`` ... ``LJ050``, a seeded random
+#: 90 / 5 / 5 % of its utterances to train / valid / test, rounded down for train and valid).
+#: The permutation is this harness's own (numpy, seed below), so the ids differ from DASB's.
+LJSPEECH_SPLIT_RATIO: dict[str, int] = {"train": 90, "valid": 5, "test": 5}
+LJSPEECH_SPLIT_SEED = 1234
+#: Names the cached split manifests: bump when :func:`ljspeech_split` changes its output.
+LJSPEECH_SPLIT_VERSION = 2
+
+
 def ljspeech_manifest(subset: str, split: str, context: BuildContext) -> Manifest:
-    """LJSpeech-1.1 under ``--data-root``: ``train`` (99 %) and ``valid`` (every 100th id).
+    """LJSpeech-1.1 under ``--data-root``: ``train`` / ``valid`` / ``test`` (90 / 5 / 5 %).
+
+    See :data:`LJSPEECH_SPLIT_RATIO`; the vocoder and the TTS task share this split, so the
+    vocoder never trains on the TTS test recordings.
 
     Raises:
-        DataError: no data root, a missing ``metadata.csv`` or a listed file missing.
+        DataError: no data root, a missing ``metadata.csv``, a malformed row, or a listed
+            file missing.
     """
-    if split not in ("train", "valid"):
-        raise DataError(f"LJSpeech has splits train and valid, not {split!r}")
-    cache = Path(context.workdir) / "manifests" / "vocoder"
+    if split not in LJSPEECH_SPLIT_RATIO:
+        raise DataError(f"LJSpeech has splits {', '.join(LJSPEECH_SPLIT_RATIO)}, not {split!r}")
+    cache = Path(context.workdir) / "manifests" / "ljspeech"
     return _ljspeech(_data_root(context, "LJSpeech-1.1"), cache)[split]
+
+
+def ljspeech_split(ids: list[str]) -> dict[str, list[str]]:
+    """Assign LJSpeech ids to splits, chapter by chapter (see :data:`LJSPEECH_SPLIT_RATIO`).
+
+    Args:
+        ids: utterance ids ``LJ<chapter>-<number>``.
+
+    Returns:
+        ``{split: sorted ids}``.
+    """
+    chapters: dict[str, list[str]] = {}
+    for uid in sorted(ids):
+        chapters.setdefault(uid.split("-")[0], []).append(uid)
+    rng = np.random.default_rng(LJSPEECH_SPLIT_SEED)
+    total = sum(LJSPEECH_SPLIT_RATIO.values())
+    out: dict[str, list[str]] = {split: [] for split in LJSPEECH_SPLIT_RATIO}
+    for chapter in sorted(chapters):
+        members = [chapters[chapter][i] for i in rng.permutation(len(chapters[chapter]))]
+        n_train = len(members) * LJSPEECH_SPLIT_RATIO["train"] // total
+        n_valid = len(members) * LJSPEECH_SPLIT_RATIO["valid"] // total
+        out["train"] += members[:n_train]
+        out["valid"] += members[n_train : n_train + n_valid]
+        out["test"] += members[n_train + n_valid :]
+    return {split: sorted(members) for split, members in out.items()}
 
 
 def libritts_manifest(subset: str, split: str, context: BuildContext) -> Manifest:
@@ -93,24 +136,35 @@ def _ljspeech(folder: Path, cache: Path) -> dict[str, Manifest]:
     if not metadata.is_file():
         raise DataError(f"{metadata}: not found; is {folder} an unpacked LJSpeech-1.1?")
     rows = {}
-    for line in metadata.read_text(encoding="utf-8").splitlines():
+    for number, line in enumerate(metadata.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
         parts = line.split("|")
-        if len(parts) >= 2:
-            rows[parts[0]] = parts[-1]
-    ids = sorted(rows)
-    files = [folder / "wavs" / f"{uid}.wav" for uid in ids]
-    missing = [p for p in files if not p.is_file()]
+        if len(parts) != 3 or not parts[0]:
+            raise DataError(
+                f"{metadata}:{number}: expected 'id|transcription|normalized transcription' "
+                f"(LJSpeech-1.1 layout), got {len(parts)} field(s)"
+            )
+        rows[parts[0]] = parts[2]
+    if not rows:
+        raise DataError(f"{metadata}: no rows; is {folder} an unpacked LJSpeech-1.1?")
+    missing = [uid for uid in sorted(rows) if not (folder / "wavs" / f"{uid}.wav").is_file()]
     if missing:
-        raise DataError(f"{missing[0]}: listed in metadata.csv but missing")
+        raise DataError(
+            f"{folder / 'wavs' / (missing[0] + '.wav')}: listed in metadata.csv but missing "
+            f"({len(missing)} missing in all)"
+        )
     manifests = {}
-    for split, keep in (("train", lambda i: i % 100 != 0), ("valid", lambda i: i % 100 == 0)):
-        chosen = [(uid, p) for i, (uid, p) in enumerate(zip(ids, files, strict=True)) if keep(i)]
+    for split, chosen in ljspeech_split(list(rows)).items():
+        paths = [folder / "wavs" / f"{uid}.wav" for uid in chosen]
         manifests[split] = _cached(
             cache,
-            f"ljspeech-{split}",
+            f"ljspeech-v{LJSPEECH_SPLIT_VERSION}-{split}",
             folder,
-            [p for _, p in chosen],
-            lambda chosen=chosen: [_utterance(folder, p, u, rows[u], "LJ") for u, p in chosen],
+            paths,
+            lambda chosen=chosen, paths=paths: [
+                _utterance(folder, p, u, rows[u], "LJ") for u, p in zip(chosen, paths, strict=True)
+            ],
         )
     return manifests
 

@@ -13,7 +13,8 @@ Recognisers: Whisper (``full``; default ``openai/whisper-small`` at a pinned rev
 
 Skipped: audio under 0.1 s; with Whisper, audio over its 30 s window; an utterance whose
 reference transcript is empty (dWER is undefined without reference words).
-:class:`DCER` is the same on characters (dCER).
+:class:`DCER` is the same on characters (dCER). :class:`TextWER` / :class:`TextCER` score
+the transcript of the generated audio against the input text instead (TTS intelligibility).
 """
 
 from __future__ import annotations
@@ -102,4 +103,46 @@ class DCER(DWER):
     """
 
     name = "dcer"
+    unit = "char"
+
+
+class TextWER(DWER):
+    """Utterance-averaged WER in % of the generated audio's transcript against the input text.
+
+    The intelligibility metric of TTS: the recogniser (Whisper, or the mini CTC judge)
+    transcribes only the generated audio, and the WER is taken against ``reference_text``
+    (the text the model was asked to speak), normalised as for WER. Scoring the real
+    recordings the same way (the task's ``ground truth`` row) gives the recogniser's own
+    floor on that corpus. Skipped: an utterance whose reference text is empty after
+    normalisation, and audio outside the recogniser's duration range.
+    """
+
+    name = "text_wer"
+    unit = "word"
+    needs = ("audio", "reference_text")
+
+    def judge(self) -> dict[str, Any]:
+        return {**super().judge(), "reference": "the input text"}
+
+    def _score(self, items: Sequence[AudioItem]) -> list[float | Skip]:
+        recognizer = self.recognizer()
+        rate = recognizer.sample_rate
+        out: list[float | Skip] = []
+        for start in range(0, len(items), CHUNK):
+            chunk = items[start : start + CHUNK]
+            heard = recognizer.transcribe([load_audio(i.audio, rate) for i in chunk])
+            texts = [i.reference_text or "" for i in chunk]
+            errors, lengths = edit_counts(texts, heard, self.unit)
+            for text, error, length in zip(texts, errors, lengths, strict=True):
+                if not normalise_text(text):
+                    out.append(Skip("the reference text is empty after normalisation"))
+                else:
+                    out.append(100.0 * float(error) / float(length))
+        return out
+
+
+class TextCER(TextWER):
+    """:class:`TextWER` on characters (spaces included), in %."""
+
+    name = "text_cer"
     unit = "char"

@@ -12,7 +12,8 @@ speakers), and for the full preset LJSpeech and LibriTTS from their standard lay
 ``--data-root``:
 
 - ``LJSpeech-1.1/metadata.csv`` + ``LJSpeech-1.1/wavs/<id>.wav`` (22.05 kHz, resampled on
-  load); every 100th utterance in id order is held out for validation;
+  load); the train / valid splits of :func:`benchmark.data.tts_corpora.ljspeech_split`
+  (90 / 5 %; the TTS task's 5 % test split is never trained on);
 - ``LibriTTS/<split>/<speaker>/<chapter>/<id>.wav`` (24 kHz); train on ``train-clean-100``,
   validate on ``dev-clean``.
 
