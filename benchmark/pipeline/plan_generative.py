@@ -27,7 +27,10 @@ from benchmark.pipeline.graph import Step
 from benchmark.pipeline.keys import code_fingerprint, key_of, library_versions
 
 #: Metrics whose judge, in ``mini``, is a harness-trained model: metric -> judge kind.
-MINI_JUDGED: dict[str, str] = {"dwer": "asr", "dcer": "asr", "speaker_similarity": "speaker"}
+MINI_JUDGED: dict[str, str] = {
+    "dwer": "asr", "dcer": "asr", "text_wer": "asr", "text_cer": "asr",
+    "speaker_similarity": "speaker",
+}  # fmt: skip
 #: The module that trains each mini judge kind.
 JUDGE_MODULES: dict[str, str] = {
     "asr": "benchmark.metrics.judges.mini_asr",
