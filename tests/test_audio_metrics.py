@@ -36,6 +36,8 @@ AUDIO_METRICS = {
     "dnsmos_p808": "benchmark.metrics.dnsmos:DNSMOSP808",
     "dwer": "benchmark.metrics.dwer:DWER",
     "dcer": "benchmark.metrics.dwer:DCER",
+    "text_wer": "benchmark.metrics.dwer:TextWER",
+    "text_cer": "benchmark.metrics.dwer:TextCER",
     "speaker_similarity": "benchmark.metrics.speaker_similarity:SpeakerSimilarity",
     "utmos": "benchmark.metrics.utmos:UTMOS",
 }

@@ -62,6 +62,7 @@ def test_vocabulary_normalises_and_reports_characters_outside_the_alphabet(caplo
     assert (
         normalise_tts_text("  Caf\u00e9\u2019s   \u201cMenu\u201d\u2014OK ") == 'cafe\'s "menu"-ok'
     )
+    assert normalise_tts_text("[Sic]") == "(sic)"
     with caplog.at_level(logging.WARNING, logger="benchmark.models.tts_text"):
         ids = vocabulary.encode("Caf\u00e9 #7, ok", "LJ001-0001")
     assert vocabulary.decode(ids) == "cafe , ok"

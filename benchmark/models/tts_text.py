@@ -1,10 +1,12 @@
 """The character vocabulary of the TTS task: normalised text -> ids, unknown characters reported.
 
-Normalisation: NFKC, curly quotes and dashes to ASCII, accents stripped (``é`` -> ``e``, via
-NFKD without combining marks), lower case, whitespace collapsed. Kept punctuation (it
-carries phrasing): ``' . , ! ? ; : -``. Any other character (digits, symbols, letters of
-other scripts) is dropped from the model's input and reported: one warning line naming
-the utterance and the characters, and a count per character the task records.
+Normalisation: NFKC, curly quotes and dashes to ASCII, square brackets to parentheses,
+accents stripped (``é`` -> ``e``, via NFKD without combining marks), lower case,
+whitespace collapsed. Kept punctuation (it carries phrasing): ``' . , ! ? ; : - " ( )``
+(every punctuation mark of LJSpeech's normalized transcripts). Any other character
+(digits, symbols, letters of other scripts) is dropped from the model's input and
+reported: one warning line naming the utterance and the characters, and a count per
+character the task records.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from collections.abc import Sequence
 log = logging.getLogger(__name__)
 
 #: Characters the model reads, in id order after the padding id 0.
-ALPHABET = " abcdefghijklmnopqrstuvwxyz'.,!?;:-"
+ALPHABET = " abcdefghijklmnopqrstuvwxyz'.,!?;:-\"()"
 PAD = 0
 _MAP = str.maketrans(
     {
         "\u2018": "'", "\u2019": "'", "\u02bc": "'", "`": "'",
         "\u201c": '"', "\u201d": '"',
         "\u2013": "-", "\u2014": "-", "\u2010": "-", "\u2011": "-",
+        "[": "(", "]": ")",
     }
 )  # fmt: skip
 _SPACES = re.compile(r"\s+")
