@@ -241,3 +241,22 @@ def test_text_wer_and_cer_score_the_transcript_against_the_input_text(tmp_path):
     registries = build_registries()
     assert registries.metric.get("text_wer").load() is TextWER
     assert registries.metric.get("text_cer").load() is TextCER
+
+
+@pytest.mark.parametrize("sizes", [(5, 7, 5), (6, 6)])
+def test_grouped_token_loss_equals_the_per_codebook_mean(sizes):
+    torch.manual_seed(0)
+    model = TextToTokens(len(ALPHABET) + 1, sizes, TINY)
+    tokens = torch.stack([torch.randint(0, c, (2, 6)) for c in sizes], dim=-1)
+    text, lengths = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([6, 4])
+    losses = tts_losses(model, text, tokens, lengths, LossWeights())
+    logits, _, _ = model(text, tokens)
+    valid = torch.arange(6)[None] < lengths[:, None]
+    expected = sum(
+        torch.nn.functional.cross_entropy(part[valid], tokens[..., k][valid])
+        for k, part in enumerate(model.split_logits(logits))
+    ) / len(sizes)
+    assert losses["tokens"].item() == pytest.approx(expected.item(), rel=1e-5)
+    out, lengths, _ = model.eval().generate(text, torch.tensor([4, 4]), 1 - 1e-6, top_k=2)
+    assert out.shape == (2, 4, len(sizes)) and (out < torch.tensor(sizes)).all()
+    assert lengths.tolist() == [4, 4]

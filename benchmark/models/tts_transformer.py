@@ -205,6 +205,21 @@ class TextToTokens(nn.Module):
         """``[..., sum C_k]`` -> one ``[..., C_k]`` tensor per codebook."""
         return torch.split(logits, self.codebook_sizes, dim=-1)
 
+    def grouped_logits(self, logits: torch.Tensor) -> list[tuple[list[int], torch.Tensor]]:
+        """``[..., sum C_k]`` -> ``(codebooks, [..., G, C])`` per group of equal-sized codebooks.
+
+        One group (a view, no copy) when every codebook has the same size, the usual case;
+        computing a group's loss or argmax in one call is much faster than per codebook.
+        """
+        sizes = self.codebook_sizes
+        if len(set(sizes)) == 1:
+            return [(list(range(len(sizes))), logits.unflatten(-1, (len(sizes), sizes[0])))]
+        parts = self.split_logits(logits)
+        groups: dict[int, list[int]] = {}
+        for k, size in enumerate(sizes):
+            groups.setdefault(size, []).append(k)
+        return [(ks, torch.stack([parts[k] for k in ks], dim=-2)) for ks in groups.values()]
+
     @torch.no_grad()
     def generate(
         self,
@@ -244,13 +259,9 @@ class TextToTokens(nn.Module):
             for index, layer in enumerate(self.layers):
                 x, _, pasts[index] = layer(x, memory, pad, past=pasts[index])
             state = self.final_norm(x)[:, 0]
-            frame = torch.stack(
-                [
-                    self._pick(part, top_k, generator)
-                    for part in self.split_logits(self.heads(state))
-                ],
-                dim=-1,
-            )
+            frame = torch.empty(batch, len(self.codebook_sizes), dtype=torch.int64, device=device)
+            for codebooks, group in self.grouped_logits(self.heads(state)):
+                frame[:, codebooks] = self._pick(group, top_k, generator)
             frames.append(torch.where(done[:, None], 0, frame))
             lengths = lengths + (~done).long()
             fired = torch.sigmoid(self.gate(state).squeeze(-1)) > gate_threshold
@@ -263,15 +274,15 @@ class TextToTokens(nn.Module):
 
     @staticmethod
     def _pick(logits: torch.Tensor, top_k: int, generator: torch.Generator | None) -> torch.Tensor:
-        """``[B, C]`` logits -> ``[B]`` ids (argmax, or a top-k sample)."""
+        """``[B, G, C]`` logits -> ``[B, G]`` ids (argmax, or a top-k sample)."""
         if top_k <= 0:
             return logits.argmax(dim=-1)
         values, indices = logits.topk(min(top_k, logits.shape[-1]), dim=-1)
-        probabilities = values.softmax(dim=-1)
+        probabilities = values.softmax(dim=-1).flatten(0, -2)
         if generator is not None and generator.device != probabilities.device:
             probabilities = probabilities.cpu()
         choice = torch.multinomial(probabilities, 1, generator=generator).to(indices.device)
-        return indices.gather(-1, choice).squeeze(-1)
+        return indices.gather(-1, choice.view(*indices.shape[:-1], 1)).squeeze(-1)
 
 
 def guided_attention_weights(
@@ -335,9 +346,11 @@ def tts_losses(
     valid = torch.arange(n, device=tokens.device)[None] < frame_lengths.to(tokens.device)[:, None]
     count = valid.sum().clamp(min=1)
     token_loss = logits.new_zeros(())
-    for k, part in enumerate(model.split_logits(logits)):
-        ce = F.cross_entropy(part.transpose(1, 2), tokens[..., k], reduction="none")
-        token_loss = token_loss + (ce * valid).sum() / count
+    for codebooks, group in model.grouped_logits(logits):  # group: [B, N, G, C]
+        ce = F.cross_entropy(
+            group.flatten(0, 2), tokens[..., codebooks].flatten(), reduction="none"
+        )
+        token_loss = token_loss + (ce.view(*group.shape[:3]) * valid[..., None]).sum() / count
     token_loss = token_loss / len(model.codebook_sizes)
     last = (
         torch.arange(n, device=tokens.device)[None]
