@@ -98,7 +98,7 @@ def test_run_refuses_features_and_unknown_voices(tmp_path):
         TTSTask("tts", metrics=["utmos"], main_metric="text_wer")
 
 
-def test_end_to_end_run_on_a_shrunk_mini_corpus(tmp_path):
+def test_end_to_end_run_on_a_shrunk_mini_corpus(tmp_path, monkeypatch):
     from benchmark.pipeline.commands import run
     from benchmark.pipeline.config import RunConfig
     from benchmark.pipeline.records import ResultRecord
@@ -111,8 +111,9 @@ def test_end_to_end_run_on_a_shrunk_mini_corpus(tmp_path):
         " dim: 16, heads: 2, encoder_layers: 1, decoder_layers: 1, ffn: 32, epochs: 1,"
         " batch_size: 8}\n"
     )
+    monkeypatch.chdir(tmp_path)  # a relative workdir, as `--workdir work` gives
     config = RunConfig(
-        tokenizers=("dmel",), tasks=(str(card),), workdir=tmp_path / "work",
+        tokenizers=("dmel",), tasks=(str(card),), workdir=Path("work"),
         results_dir=tmp_path / "results", corpus_scale=0.1, progress=False, device="cpu",
         threads=1,
     )  # fmt: skip

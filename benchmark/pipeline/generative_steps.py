@@ -193,7 +193,7 @@ def run_generate(step: Step, env: StepEnv) -> None:
                 "speaker_audio": _text(utterance.speaker_audio),
             })  # fmt: skip
         rows: dict[str, dict[str, str]] = {
-            name: {utt_id: str(path) for utt_id, path in files.items()}
+            name: {utt_id: _text(path) for utt_id, path in files.items()}
             for name, files in output.baseline_audio.items()
         }
         for name, tokens in output.baseline_tokens.items():
@@ -210,7 +210,9 @@ def run_generate(step: Step, env: StepEnv) -> None:
 
 
 def _text(path: Any) -> str | None:
-    return None if path is None else str(path)
+    """A task's file as stored: absolute (``read_generated`` reads relative paths as files
+    of the generate folder, so a relative workdir's paths would point inside it)."""
+    return None if path is None else str(Path(path).resolve())
 
 
 # ----------------------------------------------------------------------------- score
