@@ -86,13 +86,19 @@ class DWER(AudioMetric):
             chunk = items[start : start + CHUNK]
             generated = recognizer.transcribe([load_audio(i.audio, rate) for i in chunk])
             heard = recognizer.transcribe([load_audio(i.reference_audio, rate) for i in chunk])
-            errors, lengths = edit_counts(heard, generated, self.unit)
-            for reference, error, length in zip(heard, errors, lengths, strict=True):
-                if not normalise_text(reference):
-                    out.append(Skip("the recogniser heard nothing in the reference audio"))
-                else:
-                    out.append(100.0 * float(error) / float(length))
+            out.extend(
+                self._rates(heard, generated, "the recogniser heard nothing in the reference audio")
+            )
         return out
+
+    def _rates(self, references: list[str], heard: list[str], empty: str) -> list[float | Skip]:
+        """Per-utterance error rate in % of ``heard`` against ``references``; ``Skip(empty)``
+        where a reference is empty after normalisation."""
+        errors, lengths = edit_counts(references, heard, self.unit)
+        return [
+            Skip(empty) if not normalise_text(ref) else 100.0 * float(error) / float(length)
+            for ref, error, length in zip(references, errors, lengths, strict=True)
+        ]
 
 
 class DCER(DWER):
@@ -132,12 +138,7 @@ class TextWER(DWER):
             chunk = items[start : start + CHUNK]
             heard = recognizer.transcribe([load_audio(i.audio, rate) for i in chunk])
             texts = [i.reference_text or "" for i in chunk]
-            errors, lengths = edit_counts(texts, heard, self.unit)
-            for text, error, length in zip(texts, errors, lengths, strict=True):
-                if not normalise_text(text):
-                    out.append(Skip("the reference text is empty after normalisation"))
-                else:
-                    out.append(100.0 * float(error) / float(length))
+            out.extend(self._rates(texts, heard, "the reference text is empty after normalisation"))
         return out
 
 
