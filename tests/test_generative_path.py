@@ -65,7 +65,10 @@ def test_clean_view_swaps_twins_and_refuses_plain_manifests(tmp_path):
     noisy = Utterance("a", "noisy/a.wav", 1.0, 16000, extra={"clean_path": "clean/a.wav"})
     view = clean_view(Manifest((noisy,), root=tmp_path, source=tmp_path / "test.jsonl"))
     assert view.audio_path(view.utterances[0]) == tmp_path / "clean" / "a.wav"
-    assert view.utterances[0].extra["noisy_path"] == str(tmp_path / "noisy" / "a.wav")
+    assert view.utterances[0].extra["noisy_path"] == "noisy/a.wav"
+    # a relative root (a relative --workdir) resolves once, not twice
+    relative = clean_view(Manifest((noisy,), root=Path("work/enhance"), source=None))
+    assert relative.audio_path(relative.utterances[0]) == Path("work/enhance/clean/a.wav")
     plain = Manifest((Utterance("b", "b.wav", 1.0, 16000),), root=tmp_path, source=tmp_path)
     with pytest.raises(DataError, match="no extra.clean_path"):
         clean_view(plain)

@@ -28,8 +28,9 @@ def split_view(subset: str) -> tuple[str, str | None]:
 def clean_view(manifest: Manifest) -> Manifest:
     """The clean twins of a noisy/clean manifest, in the same order and with the same ids.
 
-    Each utterance's ``path`` becomes its ``extra.clean_path`` (absolute, so the view needs
-    no root of its own) and ``extra.noisy_path`` keeps the noisy file.
+    Each utterance's ``path`` becomes its ``extra.clean_path`` and ``extra.noisy_path`` keeps
+    the noisy file's path, both as the manifest gives them (relative to its root, or
+    absolute); the view keeps the manifest's root.
 
     Raises:
         DataError: an utterance has no ``extra.clean_path`` (names it and the manifest).
@@ -42,10 +43,10 @@ def clean_view(manifest: Manifest) -> Manifest:
                 f"{manifest.source}: utterance {utterance.id!r} has no extra.clean_path; a "
                 "':clean' view needs a noisy/clean pair manifest"
             )
-        extra = {**utterance.extra, "noisy_path": str(manifest.audio_path(utterance))}
-        utterances.append(
-            dataclasses.replace(utterance, path=str(manifest.resolve(clean)), extra=extra)
-        )
+        # paths stay as the manifest gives them (relative to its root, or absolute), so the
+        # view's key does not depend on where the corpus is mounted or on a relative workdir
+        extra = {**utterance.extra, "noisy_path": utterance.path}
+        utterances.append(dataclasses.replace(utterance, path=str(clean), extra=extra))
     source = (
         manifest.source.with_name(manifest.source.stem + ".clean.jsonl")
         if (manifest.source)
