@@ -174,9 +174,11 @@ class GenerativePlanning:
             elif name in MINI_JUDGED and self.config.preset == "mini":
                 judge = judges[MINI_JUDGED[name]]
                 args["mini_judge"] = str(self.graph.steps[judge].output)
+            # the planner's one code identity: a plugin metric is keyed by its file too
+            from benchmark.pipeline.plan import identity
+
             specs.append({"name": name, "args": args, "judge": judge,
-                          "code": code_fingerprint(entry.target if isinstance(entry.target, str)
-                                                   else entry.load())})  # fmt: skip
+                          "code": identity(entry, {})})  # fmt: skip
         return specs
 
     # --- the cell -----------------------------------------------------------------------
