@@ -7,6 +7,8 @@ copied into a temp folder, so a test can change the code and see exactly which s
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -127,6 +129,28 @@ def test_task_code_change_reruns_only_the_job(setup):
         assert states["job editable-mel / quick-style / seed 0"][1] == "changed: task.code"
     finally:
         restore()
+
+
+def test_run_logs_each_step_time_and_the_time_by_kind(setup, caplog):
+    _, code, config = setup
+    restore = _edit(code / "task_plugin.py", "from a plugin", "from a timed plugin")
+    try:
+        with caplog.at_level(logging.INFO, logger="benchmark.pipeline.local"):
+            run(config)
+        messages = [r.getMessage() for r in caplog.records]
+        assert any(re.fullmatch(r"job editable-mel / quick-style / seed 0: \d+\.\d s", m)
+                   for m in messages), messages  # fmt: skip
+        summary = [m for m in messages if m.startswith("time by step kind: ")]
+        assert len(summary) == 1 and re.search(r"job \d+ s \(1\); total \d+ s$", summary[0])
+    finally:
+        restore()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="benchmark.pipeline.local"):
+        run(config)  # back to the original code: that record was overwritten, so it reruns
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="benchmark.pipeline.local"):
+        run(config)  # warm: nothing runs, nothing is timed
+    assert not [r for r in caplog.records if "time by step kind" in r.getMessage()]
 
 
 def test_library_version_and_tokenizer_state_changes_rerun(setup, monkeypatch):

@@ -143,6 +143,67 @@ def test_ray_executor_gives_the_same_records_and_caches(local_study, grid_corpus
     assert shards, "no extraction was split into shards"
 
 
+def test_parallel_local_executor_gives_the_same_records_and_caches(local_study, grid_corpus,
+                                                                   tmp_path):  # fmt: skip
+    study, base, result, local_seconds, _ = local_study
+    work = copy_corpus(grid_corpus, tmp_path / "work")
+    pool_base = dataclasses.replace(base, workdir=work, results_dir=tmp_path / "results")
+    start = time.perf_counter()
+    pooled = run_study(study, pool_base, executor=Executor("local", jobs=2))
+    print(f"--jobs 2 study: {time.perf_counter() - start:.1f} s (--jobs 1 {local_seconds:.1f} s)")
+    assert all(not o.skipped for o in pooled.outcomes)
+    for local_row, pool_row in zip(result.rows, pooled.rows, strict=True):
+        assert pool_row["status"] == "ok", pool_row
+        local_rec = ResultRecord.load(Path(local_row["record"]))
+        pool_rec = ResultRecord.load(Path(pool_row["record"]))
+        assert pool_rec.fingerprint == local_rec.fingerprint
+        assert {k: v.to_dict() for k, v in pool_rec.metrics.items()} == {
+            k: v.to_dict() for k, v in local_rec.metrics.items()
+        }
+        assert _history(pool_rec) == _history(local_rec)
+    assert pooled.record.fingerprint == result.record.fingerprint
+    mine, theirs = _files(work / "tokens"), _files(base.workdir / "tokens")
+    assert mine.keys() == theirs.keys() and any(p.name == "tokens.bin" for p in mine)
+    for path, data in mine.items():  # meta.json names its workdir's manifest: left out
+        if path.name == "meta.json":
+            data, other = (json.loads(d) for d in (data, theirs[path]))
+            data.pop("manifest_source"), other.pop("manifest_source")
+            assert data == other, path
+        else:
+            assert data == theirs[path], path
+    again = run_study(study, pool_base, executor=Executor("local", jobs=2))
+    assert all(o.skipped for o in again.outcomes) and not again.written
+
+
+def test_a_killed_pool_worker_is_retried_and_the_run_completes(grid_corpus, tmp_path,
+                                                               monkeypatch):  # fmt: skip
+    switch = tmp_path / "die-once"
+    monkeypatch.setenv("BENCH_TEST_DIE_FILE", str(switch))
+    card = tmp_path / "style-quick.yaml"
+    card.write_text(TASK.format(name="style-quick", subset="style", field="label"))
+    work = copy_corpus(grid_corpus, tmp_path / "work")
+    config = dataclasses.replace(
+        _base(work, tmp_path / "sequential"), tokenizers=("dying-mel", "kmeans-logmel"),
+        tasks=(str(card),), plugins=(PLUGINS / "dying_plugin.py",),
+        tokenizer_overrides={"kmeans-logmel": {"num_clusters": 16}},
+    )  # fmt: skip
+    sequential = {o.tokenizer: o for o in run(config)}
+    assert {o.status for o in sequential.values()} == {"ok"}
+    tokens = _files(work / "tokens")
+    (work / "tokens").rename(work / "tokens-sequential")
+    switch.write_text("armed")
+    pooled = run(dataclasses.replace(config, results_dir=tmp_path / "pool"),
+                 executor=Executor("local", jobs=2))  # fmt: skip
+    assert Path(f"{switch}.died").exists() and not switch.exists(), "no worker was killed"
+    assert {o.status for o in pooled} == {"ok"}, pooled
+    for outcome in pooled:
+        record, twin = ResultRecord.load(outcome.path), ResultRecord.load(
+            sequential[outcome.tokenizer].path)  # fmt: skip
+        assert record.fingerprint == twin.fingerprint and record.main_value == twin.main_value
+    bins = {p: b for p, b in _files(work / "tokens").items() if p.name == "tokens.bin"}
+    assert bins and bins == {p: b for p, b in tokens.items() if p.name == "tokens.bin"}
+
+
 def _files(folder: Path) -> dict[Path, bytes]:
     """Bytes of every cache file (index.npz is a zip with timestamps: left out)."""
     return {p.relative_to(folder): p.read_bytes()

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
+
+#: The most worker processes ``--jobs`` picks by itself (each holds torch and its models).
+MAX_AUTO_JOBS = 4
 
 
 def add_executor_options(parser: argparse.ArgumentParser) -> None:
-    """``--executor``, ``--ray-address``, ``--ray-gpus`` and ``--shard-utterances``."""
+    """``--executor``, ``--jobs``, ``--ray-address``, ``--ray-gpus`` and
+    ``--shard-utterances``."""
     parser.add_argument(
         "--executor",
         choices=["local", "ray"],
         default="local",
         help="run the steps in this process (local) or as Ray tasks (ray; the 'ray' extra)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="local executor: run up to N independent steps at once, in worker processes "
+        f"(default: on CPU, the cores up to {MAX_AUTO_JOBS}, each step on --threads threads; "
+        "1 on CUDA)",
     )
     parser.add_argument(
         "--ray-address",
@@ -40,4 +54,13 @@ def executor_of(args: argparse.Namespace) -> Any:
     """The :class:`~benchmark.pipeline.commands.Executor` the options ask for."""
     from benchmark.pipeline.commands import Executor
 
-    return Executor(args.executor, args.ray_address, args.ray_gpus)
+    return Executor(args.executor, args.ray_address, args.ray_gpus, args.jobs)
+
+
+def auto_jobs(device: str, threads: int | None) -> int:
+    """``--jobs`` when not given: 1 on CUDA (one GPU, one step); on CPU as many steps as
+    the cores hold at ``threads`` threads each, at most :data:`MAX_AUTO_JOBS`."""
+    if device != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_AUTO_JOBS, (cores or 1) // max(1, threads or cores or 1)))

@@ -73,21 +73,41 @@ class Executor:
         kind: ``local`` or ``ray``.
         address: the Ray cluster (``auto``, ``host:port``); None starts a local one.
         gpus: GPUs each Ray step task asks for (None: 1 on CUDA, 0 on CPU).
+        jobs: local executor: steps run at once in worker processes (1: in this process,
+            one after another; None: :func:`~benchmark.pipeline.cli_options.auto_jobs`).
     """
 
     kind: str = "local"
     address: str | None = None
     gpus: float | None = None
+    jobs: int | None = 1
 
     def __post_init__(self) -> None:
         if self.kind not in ("local", "ray"):
             raise UsageError(f"--executor must be local or ray, got {self.kind!r}")
         if self.address is not None and self.kind != "ray":
             raise UsageError("--ray-address needs --executor ray")
+        if self.jobs is not None and (isinstance(self.jobs, bool) or self.jobs < 1):
+            raise UsageError(f"--jobs must be a positive integer, got {self.jobs!r}")
+        if self.kind == "ray" and self.jobs not in (None, 1):
+            raise UsageError("--jobs is for the local executor; Ray runs as many steps as "
+                             "the cluster has CPUs (or GPUs)")  # fmt: skip
 
     def execute(self, graph: StepGraph, env: StepEnv, fail_fast: bool) -> list[JobOutcome]:
         """Run the graph's needed steps; one outcome per job."""
         if self.kind == "local":
+            jobs = self.jobs
+            if jobs is None:
+                from benchmark.pipeline.cli_options import auto_jobs
+
+                jobs = auto_jobs(env.device, env.config.threads)
+            if jobs > 1 and distributed.world_size() > 1:
+                log.info("torchrun: --jobs %d ignored (the ranks train each job together)", jobs)
+                jobs = 1
+            if jobs > 1 and len(graph.needed()) > 1:
+                from benchmark.pipeline.pool import execute_pool
+
+                return execute_pool(graph, env, jobs, fail_fast)
             return execute(graph, env, fail_fast)
         try:
             from benchmark.pipeline.ray_executor import execute_ray

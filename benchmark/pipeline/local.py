@@ -10,6 +10,8 @@ needed it get a ``failed`` (or ``unavailable``) record naming the step and its e
 from __future__ import annotations
 
 import logging
+import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,17 +50,38 @@ def execute(graph: StepGraph, env: StepEnv, fail_fast: bool = False) -> list[Job
     """Run the graph's needed steps; return one outcome per job (goal) step."""
     failures: dict[str, BaseException] = {}
     ran: set[str] = set()
-    for step in graph.needed():
-        if upstream_failed(graph, step, env, failures):
-            continue
-        try:
-            run_locked(step, env)
-            ran.add(step.id)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # a failing step is recorded, the run goes on
-            record_failure(step, env, exc, failures, fail_fast)
+    seconds: dict[str, float] = {}
+    try:
+        for step in graph.needed():
+            if upstream_failed(graph, step, env, failures):
+                continue
+            started = time.perf_counter()
+            try:
+                run_locked(step, env)
+                ran.add(step.id)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # a failing step is recorded, the run goes on
+                record_failure(step, env, exc, failures, fail_fast)
+            finally:
+                seconds[step.id] = time.perf_counter() - started
+                log.info("%s: %.1f s", step.label, seconds[step.id])
+    finally:
+        log_time_by_kind(graph, seconds)
     return outcomes(graph, ran, failures)
+
+
+def log_time_by_kind(graph: StepGraph, seconds: dict[str, float]) -> None:
+    """Log the wall time (s) the run spent per step kind, slowest first (nothing if no
+    step ran): where a user's time went, and what to cut first."""
+    if not seconds:
+        return
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for step_id, elapsed in seconds.items():
+        by_kind[graph.steps[step_id].kind].append(elapsed)
+    parts = [f"{kind} {sum(times):.0f} s ({len(times)})"
+             for kind, times in sorted(by_kind.items(), key=lambda kv: -sum(kv[1]))]  # fmt: skip
+    log.info("time by step kind: %s; total %.0f s", ", ".join(parts), sum(seconds.values()))
 
 
 def upstream_failed(
