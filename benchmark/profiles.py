@@ -87,6 +87,15 @@ class ProfileSettings:
             )
 
 
+def preset_profile_settings(preset: str, threads: int | None) -> ProfileSettings:
+    """The profile ``--task all`` measures in a preset: ``full`` the defaults (16 x 16 s
+    batched, 5 timed runs); ``mini`` a batch of 4 and 3 timed runs (the tiny models on one
+    CPU thread: the default settings cost 100 s of a 20-minute budget, measured)."""
+    if preset == "mini":
+        return ProfileSettings(batch=4, runs=3, threads=threads)
+    return ProfileSettings(threads=threads)
+
+
 @dataclass
 class ProfileOutcome:
     """Metrics (name -> :class:`MetricRecord`) and extras (spread of runs, device, counts)."""

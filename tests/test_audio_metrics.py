@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from benchmark.api import MetricValue
 from benchmark.data.audio import load_audio, save_wav
@@ -109,6 +110,7 @@ def test_too_short_and_silent_audio_are_skipped_and_counted(audio):
 def test_dnsmos_equals_a_direct_speechmos_call(audio):
     from speechmos import dnsmos
 
+    dnsmos.dnsmos = None  # speechmos's own sessions, not the harness's single-thread ones
     direct = dnsmos.run(load_audio(audio["noisy"], SR).double().numpy(), SR)
     metrics = {
         "sig_mos": DNSMOSSig(),
@@ -123,6 +125,11 @@ def test_dnsmos_equals_a_direct_speechmos_call(audio):
         assert len(result.judge["models_sha256"]) == 64 and result.judge["package"] == "speechmos"
     clean = DNSMOSBak().score([AudioItem("c", audio["clean"])])[0]
     assert clean > metrics["bak_mos"].score([AudioItem("n", audio["noisy"])])[0]
+    # the harness scored through its own sessions, at the run's thread count
+    assert dnsmos.dnsmos.harness_threads == torch.get_num_threads()
+    assert dnsmos.dnsmos.onnx_sess.get_session_options().intra_op_num_threads == (
+        torch.get_num_threads()
+    )
 
 
 class _Raising(AudioMetric):

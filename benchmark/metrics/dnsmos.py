@@ -17,6 +17,7 @@ runs DNSMOS once.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from functools import cache, lru_cache
 from importlib import metadata
@@ -74,20 +75,57 @@ def dnsmos_judge() -> dict[str, str]:
     }
 
 
-def dnsmos_scores(audio: np.ndarray) -> dict[str, float]:
+def _use_sessions(threads: int) -> None:
+    """Make ``speechmos.dnsmos.run`` use onnxruntime sessions of ``threads`` intra-op threads.
+
+    speechmos builds its two sessions with onnxruntime's defaults (a thread per core, spinning
+    between runs), which on a CPU shared with other steps (``--jobs``) spends cycles for
+    nothing. :func:`speechmos.dnsmos.run` reuses a module-level ``DNSMOS`` object whose model
+    path matches its own: this installs one whose sessions are built with our options, from
+    the same model files (``scripts/bench_dnsmos.py`` compares the two: same scores).
+    """
+    import onnxruntime as ort
+    from speechmos import dnsmos
+
+    current = dnsmos.dnsmos
+    if current is not None and getattr(current, "harness_threads", None) == threads:
+        return
+    # the very path speechmos compares against (os.path.abspath of its own file)
+    folder = Path(os.path.dirname(os.path.abspath(dnsmos.__file__))) / "dnsmos_models"
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    judge = dnsmos.DNSMOS.__new__(dnsmos.DNSMOS)
+    judge.primary_model_path = str(folder / MODEL_FILES[0])
+    judge.onnx_sess = ort.InferenceSession(
+        str(folder / MODEL_FILES[0]), options, providers=["CPUExecutionProvider"]
+    )
+    judge.p808_onnx_sess = ort.InferenceSession(
+        str(folder / MODEL_FILES[1]), options, providers=["CPUExecutionProvider"]
+    )
+    judge.harness_threads = threads
+    dnsmos.dnsmos = judge
+
+
+def dnsmos_scores(audio: np.ndarray, threads: int | None = None) -> dict[str, float]:
     """The four DNSMOS scores of one ``[T]`` waveform at 16 kHz.
 
     Args:
         audio: ``[T]`` float samples at 16 kHz (clipped to ``[-1, 1]``), at least one sample.
+        threads: onnxruntime intra-op threads (None: torch's thread count, i.e. the run's
+            ``--threads``).
 
     Returns:
         ``{"sig", "bak", "ovrl", "p808"}`` -> score (about 1-5).
     """
+    import torch
     from speechmos import dnsmos
 
     audio = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0)
     if audio.ndim != 1 or audio.size == 0:
         raise ValueError(f"DNSMOS needs a non-empty [T] waveform, got shape {audio.shape}")
+    _use_sessions(threads or torch.get_num_threads())
     result = dnsmos.run(audio, SAMPLE_RATE)
     return {key: float(result[field]) for key, field in OUTPUTS.items()}
 

@@ -119,9 +119,13 @@ class Planner(GenerativePlanning):
         """``--task all`` also profiles each tokenizer (encode/decode time and memory)."""
         import torch
 
-        from benchmark.profiles import PROFILE_TASK, ProfileSettings, profile_key_components
+        from benchmark.profiles import (
+            PROFILE_TASK,
+            preset_profile_settings,
+            profile_key_components,
+        )
 
-        settings = ProfileSettings(threads=torch.get_num_threads())
+        settings = preset_profile_settings(self.config.preset, torch.get_num_threads())
         components = profile_key_components(tok.key, self.env.device, settings)
         path = record_path(self.config.results_dir, self.config.preset, tok.name, PROFILE_TASK, 0)
         step = Step(
