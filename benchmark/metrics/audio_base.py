@@ -26,7 +26,7 @@ import logging
 import math
 import traceback
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -315,13 +315,19 @@ def metric_failure(
 
 
 def evaluate_metric(
-    metric: AudioMetric, items: Sequence[AudioItem]
+    metric: AudioMetric,
+    items: Sequence[AudioItem],
+    scorer: Callable[[Sequence[AudioItem]], tuple[list[float | None], list[str | None]]]
+    | None = None,
 ) -> tuple[MetricValue | dict[str, Any], list[float | None]]:
     """Score ``items`` with ``metric``, recording unavailability and failure, never raising.
 
     Args:
         metric: the metric.
         items: the utterances.
+        scorer: what computes the per-item scores and skip reasons (default
+            ``metric.score_with_reasons``; a
+            :class:`~benchmark.pipeline.score_cache.ScoreCache` scorer reuses earlier ones).
 
     Returns:
         ``(result, per-utterance scores)``. ``result`` is an :class:`AudioMetricValue`
@@ -336,7 +342,7 @@ def evaluate_metric(
     judge: dict[str, Any] | None = None
     try:
         judge = metric.judge()
-        scores, reasons = metric.score_with_reasons(items)
+        scores, reasons = (scorer or metric.score_with_reasons)(items)
     except JudgeUnavailableError as exc:
         reason = " ".join(str(exc).split())
         log.warning("metric %s unavailable: %s", metric.name, reason)

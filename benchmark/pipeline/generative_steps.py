@@ -283,10 +283,15 @@ def run_generative_job(step: Step, env: StepEnv) -> ResultRecord:
                 per_utterance[name] = UtteranceScores(
                     [k for k, _ in kept], [s for _, s in kept], [1.0] * len(kept)
                 )
+            cache = _score_cache(metric, metric_spec, env)
             for row, files in rows.items():
                 row_items = [_replace_audio(i, files[i.id]) for i in items if i.id in files]
-                row_value, _ = evaluate_metric(metric, row_items)
+                row_value, _ = evaluate_metric(metric, row_items,
+                                               cache.scorer(metric) if cache else None)  # fmt: skip
                 baselines[row][name] = _record_metric(row_value)
+            if cache is not None and cache.hits:
+                log.info("%s: %d reference-row scores from the score cache, %d judged",
+                         name, cache.hits, cache.misses)  # fmt: skip
     main = env.task(spec["task"]).info.main_metric
     record = base_record(step, env)
     record.status = "ok"
@@ -305,6 +310,20 @@ def run_generative_job(step: Step, env: StepEnv) -> ResultRecord:
     record.to_disk(staged)
     publish(record, step, staged)
     return record
+
+
+def _score_cache(metric: Any, metric_spec: dict[str, Any], env: StepEnv) -> Any:
+    """The score cache of one metric (reference rows: the same files for every tokenizer),
+    or None when the metric's judge is missing (it is recorded unavailable anyway)."""
+    from benchmark.errors import JudgeUnavailableError
+    from benchmark.pipeline.score_cache import ScoreCache
+
+    judge_key = metric_spec.get("judge_key")
+    try:
+        key = ScoreCache.metric_key(metric, metric_spec, judge_key)
+    except JudgeUnavailableError:
+        return None
+    return ScoreCache(env.workdir / "scores", env.audio_ids, key)
 
 
 def _replace_audio(item: AudioItem, audio: Path) -> AudioItem:

@@ -158,10 +158,11 @@ class GenerativePlanning:
         return out
 
     def _metric_specs(self, task: Any, judges: dict[str, str]) -> list[dict[str, Any]]:
-        """One ``{name, ref, args, judge}`` per metric of a generative task.
+        """One ``{name, args, judge, judge_key, code}`` per metric of a generative task.
 
         ``args`` are the constructor arguments (a mini judge's folder, or the card's judge
-        weights); ``judge`` the id of the judge step whose output the folder is.
+        weights); ``judge`` the id of the judge step whose output the folder is, and
+        ``judge_key`` its key (the score cache's key covers it).
         """
         specs = []
         for name in task.metrics:
@@ -177,7 +178,8 @@ class GenerativePlanning:
             # the planner's one code identity: a plugin metric is keyed by its file too
             from benchmark.pipeline.plan import identity
 
-            specs.append({"name": name, "args": args, "judge": judge,
+            judge_key = self.graph.steps[judge].key if judge else None
+            specs.append({"name": name, "args": args, "judge": judge, "judge_key": judge_key,
                           "code": identity(entry, {})})  # fmt: skip
         return specs
 
