@@ -150,3 +150,24 @@ def test_empty_results_and_a_foreign_out_folder(tmp_path):
     assert (foreign / "notes.txt").is_file()
     with pytest.raises(UsageError, match="no such folder"):
         build_site(tmp_path / "absent", tmp_path / "x", None)
+
+
+def test_a_harness_pretrained_tiny_model_is_labelled_as_such_never_by_its_card(tmp_path):
+    from lb_fixtures import job, ratio_metric
+
+    from benchmark.leaderboard.load import tokenizer_description
+
+    card = "WavLM-large layers 3, 7 with one k-means (K = 1000) per layer"
+    record = job(tmp_path / "results", "mini", "wavlm-attn", "asr", 0, 1750.0,
+                 {"wer": ratio_metric([1] * 30, [10] * 30, 100.0, "lower")}, "wer",
+                 description=card)  # fmt: skip
+    record.tokenizer_info["model_label"] = "pretrained by the harness on mini, 700 steps"
+    record.tokenizer_info["codebook_sizes"] = [128, 128]
+    record.to_disk(record_path(tmp_path / "results", "mini", "wavlm-attn", "asr", 0))
+    line = tokenizer_description(record.tokenizer_info)
+    assert line == ("pretrained by the harness on mini, 700 steps; layers 3, 7; "
+                    "2 codebooks of K = 128; 50 Hz")  # fmt: skip
+    assert tokenizer_description({"description": card}) == card  # real weights: the card
+    build_site(tmp_path / "results", tmp_path / "site", None, resamples=50)
+    html = (tmp_path / "site" / "index.html").read_text()
+    assert "pretrained by the harness on mini, 700 steps" in html and "WavLM-large" not in html

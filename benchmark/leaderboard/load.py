@@ -303,6 +303,26 @@ def load_published_matches(folder: Path | None) -> dict[str, Any]:
     }
 
 
+def tokenizer_description(info: dict[str, Any]) -> str:
+    """The line under a tokenizer's name: its card's description, except where the weights
+    are not what the card describes (``model_label``: a tiny model pretrained by the harness
+    on mini, a random-init one): then that label and the tokens' own shape, never the card's
+    "WavLM-large ..." text."""
+    label = info.get("model_label")
+    if not label:
+        return str(info.get("description") or "")
+    parts = [str(label)]
+    if info.get("layers"):
+        parts.append("layers " + ", ".join(str(layer) for layer in info["layers"]))
+    sizes = sorted(set(info.get("codebook_sizes") or []))
+    if sizes:
+        parts.append(f"{info.get('num_codebooks', len(info['codebook_sizes']))} codebooks of "
+                     f"K = {', '.join(str(k) for k in sizes)}")  # fmt: skip
+    if info.get("frame_rate"):
+        parts.append(f"{float(info['frame_rate']):g} Hz")
+    return "; ".join(parts)
+
+
 def load_results(results_dir: Path, published_dir: Path | None = None) -> Results:
     """Read every record under ``results_dir`` (and the published numbers) into frames.
 
@@ -324,7 +344,7 @@ def load_results(results_dir: Path, published_dir: Path | None = None) -> Result
                 "tokenizer": record.tokenizer,
                 "tier": info.get("tier"),
                 "bitrate": info.get("bitrate_bps"),
-                "description": info.get("description") or "",
+                "description": tokenizer_description(info),
                 "display": info.get("display_name") or record.tokenizer,
             }
         tokenizers.setdefault(
