@@ -22,11 +22,11 @@ def add_executor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=None,
+        default=1,
         metavar="N",
         help="local executor: run up to N independent steps at once, in worker processes "
-        f"(default: on CPU, the cores up to {MAX_AUTO_JOBS}, each step on --threads threads; "
-        "1 on CUDA)",
+        "(default 1: one after another in this process; 0: on CPU the cores, at most "
+        f"{MAX_AUTO_JOBS}, each step on --threads threads, 1 on CUDA)",
     )
     parser.add_argument(
         "--ray-address",
@@ -54,7 +54,8 @@ def executor_of(args: argparse.Namespace) -> Any:
     """The :class:`~benchmark.pipeline.commands.Executor` the options ask for."""
     from benchmark.pipeline.commands import Executor
 
-    return Executor(args.executor, args.ray_address, args.ray_gpus, args.jobs)
+    jobs = None if args.jobs == 0 else args.jobs  # 0: auto_jobs
+    return Executor(args.executor, args.ray_address, args.ray_gpus, jobs)
 
 
 def auto_jobs(device: str, threads: int | None) -> int:

@@ -88,7 +88,9 @@ class Executor:
         if self.address is not None and self.kind != "ray":
             raise UsageError("--ray-address needs --executor ray")
         if self.jobs is not None and (isinstance(self.jobs, bool) or self.jobs < 1):
-            raise UsageError(f"--jobs must be a positive integer, got {self.jobs!r}")
+            raise UsageError(
+                f"--jobs must be 0 (as many as the cores) or a positive integer, got {self.jobs!r}"
+            )
         if self.kind == "ray" and self.jobs not in (None, 1):
             raise UsageError("--jobs is for the local executor; Ray runs as many steps as "
                              "the cluster has CPUs (or GPUs)")  # fmt: skip

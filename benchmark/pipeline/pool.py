@@ -145,6 +145,18 @@ def _retry_or_fail(
     record_failure(step, env, died, failures, fail_fast)
 
 
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGTERM / Ctrl-C / fail-fast: end the workers now (what they were writing stays as
+    temp files, removed at the next start) instead of waiting for their steps to finish."""
+    processes = list(getattr(pool, "_processes", {}).values())  # CPython's worker table
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=30)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _pool(jobs: int, config: RunConfig) -> ProcessPoolExecutor:
     worker_config = dataclasses.replace(config, progress=False)
     return ProcessPoolExecutor(
@@ -227,7 +239,7 @@ def execute_pool(
     except BaseException:
         for future in running:
             future.cancel()
-        pool.shutdown(wait=False, cancel_futures=True)
+        _stop_workers(pool)
         raise
     finally:
         log_time_by_kind(graph, seconds)
