@@ -67,7 +67,9 @@ def test_reference_audio_is_judged_once_by_content_and_again_when_it_changes(tmp
     assert metric.judged == ["a", "b", "a"] and third.value > first.value
 
 
-def test_the_metric_key_covers_code_arguments_judge_and_judge_step_but_not_the_judge_path():
+def test_the_metric_key_covers_code_arguments_judge_and_judge_step_but_not_the_judge_path(
+    monkeypatch,
+):
     metric = CountingRMS()
     base = ScoreCache.metric_key(metric, SPEC, "judge-key-1")
     moved = ScoreCache.metric_key(metric, {**SPEC, "args": {"mini_judge": "/elsewhere"}},
@@ -82,3 +84,6 @@ def test_the_metric_key_covers_code_arguments_judge_and_judge_step_but_not_the_j
             return {"name": "rms", "version": 2}
 
     assert ScoreCache.metric_key(OtherVersion(), SPEC, "judge-key-1") != base
+    monkeypatch.setattr("benchmark.pipeline.score_cache.library_versions",
+                        lambda: {"onnxruntime": "9.9.9"})  # fmt: skip
+    assert ScoreCache.metric_key(metric, SPEC, "judge-key-1") != base

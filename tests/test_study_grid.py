@@ -112,6 +112,22 @@ def _history(record: ResultRecord) -> list[dict]:
             for h in record.extras["training"]["history"]]  # fmt: skip
 
 
+def _assert_same_study(result, other) -> None:
+    """``other`` (another executor's run of the study) computed every cell anew and got the
+    same records: fingerprints, metrics, training histories, the study record's key."""
+    assert all(not o.skipped for o in other.outcomes)
+    for row, other_row in zip(result.rows, other.rows, strict=True):
+        assert other_row["status"] == "ok", other_row
+        record = ResultRecord.load(Path(row["record"]))
+        twin = ResultRecord.load(Path(other_row["record"]))
+        assert twin.fingerprint == record.fingerprint
+        assert {k: v.to_dict() for k, v in twin.metrics.items()} == {
+            k: v.to_dict() for k, v in record.metrics.items()
+        }
+        assert _history(twin) == _history(record)
+    assert other.record.fingerprint == result.record.fingerprint
+
+
 @pytest.mark.ray
 def test_ray_executor_gives_the_same_records_and_caches(local_study, grid_corpus, ray_cluster,
                                                          tmp_path):  # fmt: skip
@@ -121,17 +137,7 @@ def test_ray_executor_gives_the_same_records_and_caches(local_study, grid_corpus
     start = time.perf_counter()
     ray_result = run_study(study, ray_base, executor=Executor("ray", gpus=1))
     print(f"ray study: {time.perf_counter() - start:.1f} s (local {local_seconds:.1f} s)")
-    assert all(not o.skipped for o in ray_result.outcomes)
-    for local_row, ray_row in zip(result.rows, ray_result.rows, strict=True):
-        assert ray_row["status"] == "ok", ray_row
-        local_rec = ResultRecord.load(Path(local_row["record"]))
-        ray_rec = ResultRecord.load(Path(ray_row["record"]))
-        assert ray_rec.fingerprint == local_rec.fingerprint
-        assert {k: v.to_dict() for k, v in ray_rec.metrics.items()} == {
-            k: v.to_dict() for k, v in local_rec.metrics.items()
-        }
-        assert _history(ray_rec) == _history(local_rec)
-    assert ray_result.record.fingerprint == result.record.fingerprint
+    _assert_same_study(result, ray_result)
     local_tokens = sorted((base.workdir / "tokens").rglob("tokens.bin"))
     assert len(local_tokens) >= 6
     shards = 0
@@ -151,17 +157,7 @@ def test_parallel_local_executor_gives_the_same_records_and_caches(local_study, 
     start = time.perf_counter()
     pooled = run_study(study, pool_base, executor=Executor("local", jobs=2))
     print(f"--jobs 2 study: {time.perf_counter() - start:.1f} s (--jobs 1 {local_seconds:.1f} s)")
-    assert all(not o.skipped for o in pooled.outcomes)
-    for local_row, pool_row in zip(result.rows, pooled.rows, strict=True):
-        assert pool_row["status"] == "ok", pool_row
-        local_rec = ResultRecord.load(Path(local_row["record"]))
-        pool_rec = ResultRecord.load(Path(pool_row["record"]))
-        assert pool_rec.fingerprint == local_rec.fingerprint
-        assert {k: v.to_dict() for k, v in pool_rec.metrics.items()} == {
-            k: v.to_dict() for k, v in local_rec.metrics.items()
-        }
-        assert _history(pool_rec) == _history(local_rec)
-    assert pooled.record.fingerprint == result.record.fingerprint
+    _assert_same_study(result, pooled)
     mine, theirs = _files(work / "tokens"), _files(base.workdir / "tokens")
     assert mine.keys() == theirs.keys() and any(p.name == "tokens.bin" for p in mine)
     for path, data in mine.items():  # meta.json names its workdir's manifest: left out

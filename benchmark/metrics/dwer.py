@@ -79,17 +79,19 @@ class DWER(AudioMetric):
         return {**self.recognizer().identity(), "text": "lower, NFKC, no punctuation (jiwer)"}
 
     def _score(self, items: Sequence[AudioItem]) -> list[float | Skip]:
-        recognizer = self.recognizer()
-        rate = recognizer.sample_rate
         out: list[float | Skip] = []
-        for start in range(0, len(items), CHUNK):
-            chunk = items[start : start + CHUNK]
-            generated = recognizer.transcribe([load_audio(i.audio, rate) for i in chunk])
-            heard = recognizer.transcribe([load_audio(i.reference_audio, rate) for i in chunk])
+        for chunk in _chunks(items):
+            generated = self._hear([i.audio for i in chunk])
+            heard = self._hear([i.reference_audio for i in chunk])
             out.extend(
                 self._rates(heard, generated, "the recogniser heard nothing in the reference audio")
             )
         return out
+
+    def _hear(self, paths: Sequence[Any]) -> list[str]:
+        """The recogniser's transcripts of audio files, loaded at its sample rate."""
+        recognizer = self.recognizer()
+        return recognizer.transcribe([load_audio(p, recognizer.sample_rate) for p in paths])
 
     def _rates(self, references: list[str], heard: list[str], empty: str) -> list[float | Skip]:
         """Per-utterance error rate in % of ``heard`` against ``references``; ``Skip(empty)``
@@ -131,12 +133,9 @@ class TextWER(DWER):
         return {**super().judge(), "reference": "the input text"}
 
     def _score(self, items: Sequence[AudioItem]) -> list[float | Skip]:
-        recognizer = self.recognizer()
-        rate = recognizer.sample_rate
         out: list[float | Skip] = []
-        for start in range(0, len(items), CHUNK):
-            chunk = items[start : start + CHUNK]
-            heard = recognizer.transcribe([load_audio(i.audio, rate) for i in chunk])
+        for chunk in _chunks(items):
+            heard = self._hear([i.audio for i in chunk])
             texts = [i.reference_text or "" for i in chunk]
             out.extend(self._rates(texts, heard, "the reference text is empty after normalisation"))
         return out
@@ -147,3 +146,8 @@ class TextCER(TextWER):
 
     name = "text_cer"
     unit = "char"
+
+
+def _chunks(items: Sequence[AudioItem]) -> list[Sequence[AudioItem]]:
+    """``items`` in consecutive chunks of :data:`CHUNK` (one recogniser batch each)."""
+    return [items[start : start + CHUNK] for start in range(0, len(items), CHUNK)]

@@ -8,7 +8,8 @@ stored under ``<workdir>/scores/<metric key>/<item key>.json``:
   name, its code identity (the planner's, covering its module and package), its arguments,
   the key of the judge step it reads (a mini judge), the judge's own identity
   (:meth:`~benchmark.metrics.audio_base.AudioMetric.judge`: package version, model sha256,
-  pinned revision) and this cache's format;
+  pinned revision), the library versions (onnxruntime, librosa, torch: the planner's
+  :func:`~benchmark.pipeline.keys.library_versions`) and this cache's format;
 - the **item key** is a fingerprint of the item's content: the size and sha256 of its audio,
   reference audio and speaker audio, and its reference text (never its path: the same bytes
   elsewhere hit, other bytes at the same path miss).
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.metrics.audio_base import AudioItem, AudioMetric
-from benchmark.pipeline.keys import AudioIdentityCache, fingerprint
+from benchmark.pipeline.keys import AudioIdentityCache, fingerprint, library_versions
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ class ScoreCache:
         args = {k: v for k, v in metric_spec["args"].items() if k != "mini_judge"}
         return fingerprint({"format": FORMAT, "name": metric_spec["name"],
                             "code": metric_spec["code"], "args": args,
-                            "judge_step": judge_step_key, "judge": metric.judge()})  # fmt: skip
+                            "judge_step": judge_step_key, "judge": metric.judge(),
+                            "libraries": library_versions()})  # fmt: skip
 
     def item_key(self, item: AudioItem) -> str:
         """The fingerprint of an item's audio bytes and reference text."""
