@@ -39,6 +39,7 @@ __all__ = [
     "GenerativeTask",
     "Metric",
     "MetricValue",
+    "ReferenceAudio",
     "Task",
     "TaskInfo",
     "TaskOutput",
@@ -259,6 +260,10 @@ class Task(abc.ABC):
 
     #: Bump when a change to the task changes its results without changing its card.
     VERSION: int = 1
+    #: Rough weight of this task's job among a run's steps, for the order in which the
+    #: parallel executor starts ready steps (costliest chain first); None: a job's default
+    #: (``benchmark.pipeline.pool.KIND_COST``). Never changes a result or a key.
+    SCHEDULE_COST: float | None = None
 
     @abc.abstractmethod
     def splits(self, context: BuildContext) -> Mapping[str, DataRef | Manifest]:
@@ -290,6 +295,25 @@ class GeneratedUtterance:
 
     id: str
     tokens: Any
+    reference_audio: Path | None = None
+    reference_text: str | None = None
+    speaker_audio: Path | None = None
+
+
+@dataclass(frozen=True)
+class ReferenceAudio:
+    """One file of a reference row (audio that exists before any tokenizer runs: the clean
+    recording, the noisy input), with what the judges compare it to: the same reference
+    audio, text and speaker audio as the task's :class:`GeneratedUtterance` of the same id.
+
+    Attributes:
+        id: utterance id.
+        audio: the file judged.
+        reference_audio, reference_text, speaker_audio: as in :class:`GeneratedUtterance`.
+    """
+
+    id: str
+    audio: Path
     reference_audio: Path | None = None
     reference_text: str | None = None
     speaker_audio: Path | None = None
@@ -334,6 +358,21 @@ class GenerativeTask(Task):
     @abc.abstractmethod
     def run(self, run: TaskRun) -> GenerationOutput:
         """Train (if the task has a model) and generate tokens for the test utterances."""
+
+    def reference_rows(self, manifests: Mapping[str, Any]) -> dict[str, list[ReferenceAudio]]:
+        """The rows of :attr:`GenerationOutput.baseline_audio` that :meth:`run` will report,
+        known from the manifests alone (no tokens): ``{row name: [ReferenceAudio]}``.
+
+        The harness judges them once per corpus, in a ``reference-scores`` step that needs
+        no tokenizer (so it runs beside the first tokenizer's pretraining and extraction),
+        into the score cache the record's scoring reads. An item that differs from what
+        :meth:`run` reports (other bytes, other references) is judged again by the job: a
+        mismatch costs time, never a wrong score. Default: no rows.
+
+        Args:
+            manifests: ``{split key of splits(): Manifest}``.
+        """
+        return {}
 
 
 @dataclass

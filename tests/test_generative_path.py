@@ -166,3 +166,50 @@ def test_a_tokenizer_that_cannot_decode_gets_a_vocoder_step(setup, tmp_path):
     )
     assert job.inputs == ()
     assert json.dumps(vocoder.spec)  # a JSON-ready spec: any executor can run it
+
+
+def test_reference_rows_are_one_step_per_task_that_no_tokenizer_owns(setup):
+    _, config, _ = setup
+    two = RunConfig(**{**config.__dict__, "tokenizers": ("dmel", "dummy")})
+    _, graph = plan(two)
+    references = [s for s in graph if s.kind == "reference-scores"]
+    assert len(references) == 2, [s.label for s in references]  # one per task, not per cell
+    assert not any("dmel" in s.label or "dummy" in s.label for s in references)
+    for step in references:
+        assert {graph.steps[i].kind for i in step.inputs} <= {"prepare", "judge"}
+        waiting = [s.label for s in graph if s.kind == "job" and step.id in s.inputs]
+        assert len(waiting) == 2, waiting  # both tokenizers' jobs read its scores
+    # dmel's ran with its records; dummy's jobs find them done
+    assert all(s.state == "done" for s in references)
+    summary = json.loads((references[0].output / "STEP.json").read_text())["summary"]
+    assert summary["stoi"]["status"] == "ok" and summary["stoi"]["judged"] > 0
+
+
+def test_reference_rows_are_the_rows_and_references_the_job_scores(setup):
+    """What reference_rows() lists (from the manifests alone) is what run() reported: the
+    same files, judged against the same reference audio, text and speaker audio; so the job
+    finds every reference score in the cache."""
+    _, config, _ = setup
+    for task in ("quick-enhance", "quick-resynth"):
+        _, record = _record(config, "dmel", task)
+        folder = Path(record.extras["generated_dir"])
+        items = {i["id"]: i for i in json.loads((folder / "items.json").read_text())}
+        rows = json.loads((folder / "rows.json").read_text())
+        _, graph = plan(config)
+        step = next(s for s in graph if s.kind == "reference-scores" and task in s.label)
+        from benchmark.pipeline.commands import make_env
+        from benchmark.pipeline.steps import _manifest
+
+        env = make_env(config)
+        manifests = {n: _manifest(d, env) for n, d in step.spec["splits"].items()}
+        listed = env.task(step.spec["task"]).reference_rows(manifests)
+        assert set(listed) == set(rows) - {"resynthesis ceiling"}
+        for name, row in listed.items():
+            assert {r.id: str(r.audio) for r in row} == rows[name]
+            for r in row:
+                item = items[r.id]
+                assert (str(r.reference_audio), r.reference_text, str(r.speaker_audio)) == (
+                    item["reference_audio"],
+                    item["reference_text"],
+                    item["speaker_audio"],
+                )

@@ -166,3 +166,30 @@ def test_out_of_range_ids_are_refused_where_tokens_enter_a_head():
     assert embedding(absent, absent_ok=True).shape == (1, 1, 2, 8)
     with pytest.raises(ContractError, match=r"codebook 0 holds token id 5, outside .*\[0, 4\]"):
         embedding(absent + torch.tensor([1, 0]), absent_ok=True)
+
+
+def test_frame_stacking_groups_frames_and_keeps_padding_out():
+    from benchmark.metadata import TokenizerInfo
+    from benchmark.tasks.asr import CTCHead, stack_frames
+    from benchmark.tasks.training import Batch
+
+    frames = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
+    stacked, lengths = stack_frames(frames, torch.tensor([5, 2]), 2)
+    assert stacked.shape == (2, 3, 6) and lengths.tolist() == [3, 1]
+    assert torch.equal(stacked[0, 1], torch.cat([frames[0, 2], frames[0, 3]]))
+    assert torch.equal(stacked[0, 2, 3:], torch.zeros(3))  # the partial group is padded
+    info = TokenizerInfo(name="t", sample_rate=16000, frame_rate=50.0, codebook_sizes=(8, 8))
+    torch.manual_seed(0)
+    head = CTCHead(info, 6, 8, 8, 2, "attention", frame_stack=2).eval()
+    tokens = torch.randint(0, 8, (2, 7, 2))
+
+    def batch(tokens, lengths):
+        mask = torch.arange(tokens.shape[1])[None] < lengths[:, None]
+        return Batch(["a", "b"][: len(tokens)], tokens, mask, lengths, [None] * len(tokens))
+
+    log_probs, out_lengths, _ = head(batch(tokens, torch.tensor([7, 3])))
+    assert log_probs.shape == (2, 4, 6) and out_lengths.tolist() == [4, 2]
+    alone, _, _ = head(batch(tokens[1:, :3], torch.tensor([3])))  # no padding at all
+    assert torch.allclose(log_probs[1, :2], alone[0], atol=1e-6)
+    with pytest.raises(ValueError, match="frame_stack"):
+        CTCHead(info, 6, 8, 8, 2, "attention", frame_stack=0)

@@ -6,10 +6,13 @@
 - :func:`run_generate`: the task's model trained and run; its tokens (and the rows it asks
   to decode) decoded into 16-bit WAV files, with ``items.json`` naming, per utterance, the
   generated file and its references. The folder appears whole or not at all.
+- :func:`run_reference_scores`: every metric of the card on a task's reference rows (known
+  before any tokenizer runs), into the score cache (``<workdir>/scores``).
 - :func:`run_generative_job`: every metric of the card on the generated files and on each
   baseline row, through :func:`~benchmark.metrics.audio_base.evaluate_metric` (a metric
-  that raises is ``failed``, a missing judge ``unavailable``); a few examples copied beside
-  the record for listening.
+  that raises is ``failed``, a missing judge ``unavailable``) and the score cache (audio
+  judged before, by content: the reference rows, or a resynthesis that another task's
+  ceiling row decoded already); a few examples copied beside the record for listening.
 
 Layout of a generate folder::
 
@@ -245,13 +248,44 @@ def read_generated(folder: Path) -> tuple[list[AudioItem], dict[str, dict[str, P
     return items, rows, json.loads((folder / "extras.json").read_text())
 
 
-def _scores(metric_spec: dict[str, Any], env: StepEnv, items: list[AudioItem]):
+def _metric(metric_spec: dict[str, Any], env: StepEnv) -> Any:
+    """The metric object of a planned metric spec."""
     cls = env.entry("metric", metric_spec["name"]).load()
     args = dict(metric_spec["args"])
     if "device" in inspect.signature(cls).parameters:
         args["device"] = env.device
-    metric = cls(**args)
-    return metric, evaluate_metric(metric, items)
+    return cls(**args)
+
+
+def _evaluate(metric: Any, cache: Any, items: list[AudioItem]):
+    """``evaluate_metric`` through the score cache when the metric has one."""
+    return evaluate_metric(metric, items, cache.scorer(metric) if cache else None)
+
+
+def run_reference_scores(step: Step, env: StepEnv) -> None:
+    """Judge a generative task's reference rows into the score cache; the marker says how
+    many items each metric judged and found."""
+    from benchmark.pipeline.steps import _manifest
+
+    spec = step.spec
+    task = env.task(spec["task"])
+    manifests = {name: _manifest(data, env) for name, data in spec["splits"].items()}
+    rows = task.reference_rows(manifests)
+    items = [AudioItem(r.id, Path(r.audio), r.reference_audio, r.reference_text,
+                       r.speaker_audio) for row in rows.values() for r in row]  # fmt: skip
+    summary: dict[str, Any] = {}
+    with atomic_folder(step.output) as tmp:
+        for metric_spec in spec["metrics"]:
+            metric = _metric(metric_spec, env)
+            cache = _score_cache(metric, metric_spec, env)
+            if cache is None:  # unavailable: the job records why
+                summary[metric_spec["name"]] = "unavailable"
+                continue
+            value, _ = _evaluate(metric, cache, items)
+            status = value.status if isinstance(value, MetricValue) else value.get("status")
+            summary[metric_spec["name"]] = {"status": status, "judged": cache.misses,
+                                            "cached": cache.hits}  # fmt: skip
+        atomic_write_json(tmp / MARKER, marker_payload(step, summary=summary))
 
 
 def _record_metric(value: Any) -> MetricRecord:
@@ -276,21 +310,21 @@ def run_generative_job(step: Step, env: StepEnv) -> ResultRecord:
     for metric_spec in spec["metrics"]:
         name = metric_spec["name"]
         with profile.step(f"score-{name}", env.device):
-            metric, (value, scores) = _scores(metric_spec, env, items)
+            metric = _metric(metric_spec, env)
+            cache = _score_cache(metric, metric_spec, env)
+            value, scores = _evaluate(metric, cache, items)
             metrics[name] = _record_metric(value)
             kept = [(i.id, s) for i, s in zip(items, scores, strict=True) if s is not None]
             if kept:
                 per_utterance[name] = UtteranceScores(
                     [k for k, _ in kept], [s for _, s in kept], [1.0] * len(kept)
                 )
-            cache = _score_cache(metric, metric_spec, env)
             for row, files in rows.items():
                 row_items = [_replace_audio(i, files[i.id]) for i in items if i.id in files]
-                row_value, _ = evaluate_metric(metric, row_items,
-                                               cache.scorer(metric) if cache else None)  # fmt: skip
+                row_value, _ = _evaluate(metric, cache, row_items)
                 baselines[row][name] = _record_metric(row_value)
             if cache is not None and cache.hits:
-                log.info("%s: %d reference-row scores from the score cache, %d judged",
+                log.info("%s: %d scores from the score cache, %d judged",
                          name, cache.hits, cache.misses)  # fmt: skip
     main = env.task(spec["task"]).info.main_metric
     record = base_record(step, env)
@@ -313,8 +347,8 @@ def run_generative_job(step: Step, env: StepEnv) -> ResultRecord:
 
 
 def _score_cache(metric: Any, metric_spec: dict[str, Any], env: StepEnv) -> Any:
-    """The score cache of one metric (reference rows: the same files for every tokenizer),
-    or None when the metric's judge is missing (it is recorded unavailable anyway)."""
+    """The score cache of one metric (keyed by content: safe for any audio), or None when
+    the metric's judge is missing (it is recorded unavailable anyway)."""
     from benchmark.errors import JudgeUnavailableError
     from benchmark.pipeline.score_cache import ScoreCache
 

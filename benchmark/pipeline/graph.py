@@ -23,6 +23,7 @@ StepKind = Literal[
     "extract",
     "vocoder",
     "judge",
+    "reference-scores",
     "generate",
     "job",
     "profile",
@@ -50,6 +51,8 @@ class Step:
             depends on data that a step still has to prepare).
         reason: why it is to do or pending.
         goal: a step the command asked for (a job); others run only when a goal needs them.
+        cost: the scheduler's rough weight of the step (None: its kind's,
+            :data:`~benchmark.pipeline.pool.KIND_COST`); never part of its key.
     """
 
     id: str
@@ -62,6 +65,7 @@ class Step:
     state: StepState = "to do"
     reason: str = ""
     goal: bool = False
+    cost: float | None = None
 
     @property
     def key(self) -> str:

@@ -516,10 +516,11 @@ class Planner(GenerativePlanning):
                 "overrides": {"tokenizer": dict(tok.overrides), "task": dict(config.task_params)},
             },
             goal=True,
+            cost=getattr(task, "SCHEDULE_COST", None),
         )
         if is_generative(task) and tok.error is None and not pending:
             step.components, step.spec, job_inputs, pending = self._generative_steps(
-                tok, task, components, step.spec, list(step.inputs)
+                tok, task, components, step.spec, list(step.inputs), splits
             )
             step.inputs = tuple(job_inputs)
         if pending:

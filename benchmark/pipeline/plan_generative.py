@@ -8,6 +8,10 @@ A cell of a :class:`~benchmark.api.GenerativeTask` becomes, beside the usual ext
   ``<workdir>/generated/<key>/`` (with the rows the task asks to decode beside them);
 - ``judge``: in ``mini``, the harness-trained recogniser and speaker model (one each, shared
   by every cell);
+- ``reference-scores``: the task's reference rows (:meth:`GenerativeTask.reference_rows
+  <benchmark.api.GenerativeTask.reference_rows>`: the recordings, the noisy input), judged
+  into the score cache; it needs the corpus and the judges but no tokenizer, so one step
+  serves every tokenizer and runs beside the first one's pretraining and extraction;
 - ``job``: the metrics of the card scored on the generated files (and on every baseline
   row), the record written. Its key holds the generate step's key, the metrics' code and
   arguments and the judges' keys, so changing a judge rescores without regenerating.
@@ -185,9 +189,61 @@ class GenerativePlanning:
 
     # --- the cell -----------------------------------------------------------------------
 
+    def _reference_scores(
+        self, task: Any, splits: dict[str, Any], task_key: dict[str, Any],
+        task_spec: dict[str, Any], metrics: list[dict[str, Any]],
+    ) -> str | None:  # fmt: skip
+        """The ``reference-scores`` step of a generative task's reference rows, or None (no
+        rows; corpus not prepared; rows the task cannot list: its job reports why).
+
+        Its key holds the task (card, code), the manifests (with their audio bytes), the
+        metrics as the job keys them and the judges' keys, never a tokenizer.
+        """
+        from benchmark.errors import BenchmarkError
+
+        manifests, manifest_keys = {}, {}
+        for name, ref in splits.items():
+            manifest = self._manifest(ref)
+            if manifest is None or not isinstance(ref, DataRef):
+                return None
+            manifests[name], manifest_keys[name] = manifest, self._manifest_key(manifest)
+        try:
+            rows = task.reference_rows(manifests)
+        except (BenchmarkError, KeyError, ValueError):
+            return None
+        if not any(rows.values()):
+            return None
+        import benchmark.pipeline.generative_steps as generative_steps
+
+        components = {
+            "task": task_key,
+            "manifests": dict(sorted(manifest_keys.items())),
+            "metrics": _metric_components(metrics, self.graph.steps),
+            "code": code_fingerprint(generative_steps.__name__),
+            "libraries": library_versions(),
+        }
+        key = key_of(components)
+        files = sum(len(row) for row in rows.values())
+        inputs = [i for ref in splits.values() for i in self._prepare_ids(ref)]
+        step = Step(
+            id=f"reference-scores:{key[:16]}",
+            kind="reference-scores",
+            label=f"judge the reference rows of {task.info.name} ({', '.join(rows)}: {files} "
+            "files)",
+            components=components,
+            inputs=tuple(dict.fromkeys([*inputs, *(m["judge"] for m in metrics if m["judge"])])),
+            output=self.config.workdir / "reference-scores" / key[:16],
+            spec={
+                "task": task_spec,
+                "splits": {n: r.__dict__ for n, r in splits.items()},
+                "metrics": metrics,
+            },
+        )
+        return self._add(step).id
+
     def _generative_steps(
         self, tok: Any, task: Any, job_components: dict[str, Any], job_spec: dict[str, Any],
-        inputs: list[str],
+        inputs: list[str], splits: dict[str, Any],
     ) -> tuple[dict[str, Any], dict[str, Any], list[str], str | None]:  # fmt: skip
         """Plan the generate (and vocoder, judge) steps of one cell.
 
@@ -237,18 +293,29 @@ class GenerativePlanning:
             "schema": job_components["schema"],
             "preset": job_components["preset"],
             "generated": generate.key,
-            "metrics": [
-                {
-                    "name": m["name"],
-                    "code": m["code"],
-                    "args": {k: v for k, v in m["args"].items() if k != "mini_judge"},
-                    "judge": self.graph.steps[m["judge"]].key if m["judge"] else None,
-                }
-                for m in metrics
-            ],
+            "metrics": _metric_components(metrics, self.graph.steps),
             "code": code_fingerprint(generative_steps.__name__),
         }
         job_spec = {**job_spec, "generated_dir": str(generate.output), "metrics": metrics,
                     "generative": True}  # fmt: skip
         job_inputs = [generate.id, *(m["judge"] for m in metrics if m["judge"])]
+        reference = self._reference_scores(
+            task, splits, job_components["task"], job_spec["task"], metrics
+        )
+        if reference is not None:  # the job reads its scores; its key does not need them
+            job_inputs.append(reference)
         return score_components, job_spec, list(dict.fromkeys(job_inputs)), None
+
+
+def _metric_components(metrics: list[dict[str, Any]], steps: dict[str, Step]) -> list[dict]:
+    """What of each metric spec changes its scores (the mini judge's folder does not: its
+    step's key stands for it)."""
+    return [
+        {
+            "name": m["name"],
+            "code": m["code"],
+            "args": {k: v for k, v in m["args"].items() if k != "mini_judge"},
+            "judge": steps[m["judge"]].key if m["judge"] else None,
+        }
+        for m in metrics
+    ]

@@ -100,6 +100,7 @@ def _run_in_worker(step: Step) -> str:
 #: depends on it, never a result.
 KIND_COST: dict[str, float] = {
     "pretrain": 10.0, "job": 4.0, "generate": 3.0, "vocoder": 2.0, "judge": 2.0,
+    "reference-scores": 2.0,
     "profile": 1.0, "extract": 1.0, "fit": 1.0, "prepare": 2.0, "conformance": 0.2,
 }  # fmt: skip
 
@@ -110,7 +111,10 @@ def critical_path_priority(steps: Iterable[Step]) -> dict[str, float]:
     first (the pretraining before a judge that nothing else waits for)."""
     steps = list(steps)
     children: dict[str, set[str]] = {step.id: set() for step in steps}
-    cost = {step.id: KIND_COST.get(step.kind, 1.0) for step in steps}
+    cost = {
+        step.id: step.cost if step.cost is not None else KIND_COST.get(step.kind, 1.0)
+        for step in steps
+    }
     for step in steps:
         for parent in step.inputs:
             if parent in children:

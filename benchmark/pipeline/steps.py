@@ -506,6 +506,7 @@ STEP_FUNCTIONS = {
     "vocoder": _generative("run_vocoder"),
     "judge": _generative("run_judge"),
     "generate": _generative("run_generate"),
+    "reference-scores": _generative("run_reference_scores"),
     "job": run_job,
     "profile": run_profile,
     "token-stats": run_token_stats,

@@ -18,12 +18,14 @@ the same utterances:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmark.api import BuildContext, DataRef, GenerationOutput, TaskRun
+from benchmark.api import BuildContext, DataRef, GenerationOutput, ReferenceAudio, TaskRun
 from benchmark.cache import TokenSplit
 from benchmark.data.views import CLEAN_SUFFIX
 from benchmark.errors import DataError
@@ -41,6 +43,7 @@ from benchmark.tasks.generative import (
     INTRUSIVE_METRICS,
     BuiltinGenerativeTask,
     clean_references,
+    own_references,
 )
 from benchmark.tasks.training import TrainConfig, check_embedding_init, initial_embeddings
 
@@ -118,6 +121,21 @@ class EnhancementTask(BuiltinGenerativeTask):
             )
         return [(utt_id, noisy[utt_id], clean[utt_id]) for utt_id in noisy.ids]
 
+    def reference_rows(self, manifests: Mapping[str, Any]) -> dict[str, list[ReferenceAudio]]:
+        """``noisy input`` (each noisy test file judged against its clean twin) and ``ground
+        truth`` (the clean twins against themselves), in the noisy manifest's order."""
+        noisy = manifests["test"]
+        twins = own_references(manifests["test-clean"])
+        rows: dict[str, list[ReferenceAudio]] = {"noisy input": [], "ground truth": []}
+        for utterance in noisy:
+            twin = twins.get(utterance.id)
+            if twin is None:  # run() refuses the pair (DataError)
+                continue
+            audio = Path(noisy.audio_path(utterance)).resolve()
+            rows["noisy input"].append(dataclasses.replace(twin, audio=audio))
+            rows["ground truth"].append(twin)
+        return rows
+
     def run(self, run: TaskRun) -> GenerationOutput:
         splits = run.splits
         train_set = pair_examples(self._pairs(splits["train"], splits["train-clean"]))
@@ -131,7 +149,7 @@ class EnhancementTask(BuiltinGenerativeTask):
         )
         enhanced = predict(model, test_set, run.device)
         clean = clean_references(splits["test-clean"])
-        noisy = splits["test"].manifest
+        rows = self.reference_rows({k: splits[k].manifest for k in ("test", "test-clean")})
         utterances = []
         for example in test_set:
             reference = clean[example.id]
@@ -140,10 +158,7 @@ class EnhancementTask(BuiltinGenerativeTask):
         ceiling = {utt_id: splits["test-clean"][utt_id].copy() for utt_id in enhanced}
         return GenerationOutput(
             utterances=utterances,
-            baseline_audio={
-                "noisy input": {u.id: noisy.audio_path(u) for u in noisy},
-                "ground truth": {u.id: u.reference_audio for u in utterances},
-            },
+            baseline_audio={name: {r.id: r.audio for r in row} for name, row in rows.items()},
             baseline_tokens={"resynthesis ceiling": ceiling},
             extras={
                 "training": {"history": result.history, "best_epoch": result.best_epoch},

@@ -10,12 +10,14 @@ UTMOS checkpoint on disk, say).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmark.api import GeneratedUtterance, GenerativeTask, TaskInfo
+from benchmark.api import GeneratedUtterance, GenerativeTask, ReferenceAudio, TaskInfo
 from benchmark.cache import TokenSplit
+from benchmark.data.manifest import Manifest
 from benchmark.errors import DataError
 
 #: The audio metrics every built-in generative task scores by default (DASB's set plus
@@ -64,18 +66,32 @@ class BuiltinGenerativeTask(GenerativeTask):
         )
 
 
-def clean_references(split: TokenSplit) -> dict[str, GeneratedUtterance]:
-    """``{id: GeneratedUtterance}`` with each utterance's own file as reference and speaker
-    audio (DASB scores speaker similarity against the clean reference of the same
-    utterance); the tokens are the split's cached tokens ``[N, K]`` (copies)."""
-    manifest = split.manifest
+def own_references(manifest: Manifest) -> dict[str, ReferenceAudio]:
+    """``{id: ReferenceAudio}`` of each clean utterance judged against itself: its own file
+    as audio, reference and speaker audio (DASB scores speaker similarity against the clean
+    reference of the same utterance), its text; in manifest order."""
     if not len(manifest):
         raise DataError(f"{manifest.source}: no test utterances to generate")
     out = {}
-    for utterance, tokens in split.items():
-        path = manifest.audio_path(utterance)
-        out[utterance.id] = GeneratedUtterance(
-            utterance.id, np.array(tokens), reference_audio=path, reference_text=utterance.text,
-            speaker_audio=path,
-        )  # fmt: skip
+    for utterance in manifest:
+        path = Path(manifest.audio_path(utterance)).resolve()
+        out[utterance.id] = ReferenceAudio(utterance.id, path, path, utterance.text, path)
     return out
+
+
+def utterance_for(reference: ReferenceAudio, tokens: Any) -> GeneratedUtterance:
+    """The generated utterance judged against what ``reference`` is judged against."""
+    return GeneratedUtterance(
+        reference.id, tokens, reference_audio=reference.reference_audio,
+        reference_text=reference.reference_text, speaker_audio=reference.speaker_audio,
+    )  # fmt: skip
+
+
+def clean_references(split: TokenSplit) -> dict[str, GeneratedUtterance]:
+    """``{id: GeneratedUtterance}`` of :func:`own_references`, the tokens being the split's
+    cached tokens ``[N, K]`` (copies)."""
+    references = own_references(split.manifest)
+    return {
+        utt_id: utterance_for(references[utt_id], np.array(tokens))
+        for utt_id, tokens in ((u.id, t) for u, t in split.items())
+    }

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from benchmark.api import BuildContext, DataRef, GenerationOutput, TaskRun
+from benchmark.api import BuildContext, DataRef, GenerationOutput, ReferenceAudio, TaskRun
 from benchmark.tasks.generative import (
     DEFAULT_METRICS,
     INTRUSIVE_METRICS,
     BuiltinGenerativeTask,
     clean_references,
+    own_references,
 )
 
 
@@ -54,12 +55,21 @@ class ResynthesisTask(BuiltinGenerativeTask):
     def splits(self, context: BuildContext) -> Mapping[str, DataRef]:
         return {"test": DataRef(self.info.corpus, self.subset, self.split)}
 
+    def _kept(self, ids: list[str]) -> list[str]:
+        return ids[: self.max_utterances] if self.max_utterances else ids
+
+    def reference_rows(self, manifests: Mapping[str, Any]) -> dict[str, list[ReferenceAudio]]:
+        """``ground truth``: the original recordings, judged against themselves."""
+        references = own_references(manifests["test"])
+        return {"ground truth": [references[i] for i in self._kept(list(references))]}
+
     def run(self, run: TaskRun) -> GenerationOutput:
-        references = list(clean_references(run.splits["test"]).values())
-        if self.max_utterances:
-            references = references[: self.max_utterances]
+        split = run.splits["test"]
+        generated = clean_references(split)
+        rows = self.reference_rows({"test": split.manifest})
+        references = [generated[i] for i in self._kept(list(generated))]
         return GenerationOutput(
             utterances=references,
-            baseline_audio={"ground truth": {u.id: u.reference_audio for u in references}},
+            baseline_audio={name: {r.id: r.audio for r in row} for name, row in rows.items()},
             extras={"utterances": len(references)},
         )

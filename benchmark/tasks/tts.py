@@ -29,8 +29,9 @@ from typing import Any
 
 import torch
 
-from benchmark.api import BuildContext, DataRef, GeneratedUtterance, GenerationOutput, TaskRun
+from benchmark.api import BuildContext, DataRef, GenerationOutput, ReferenceAudio, TaskRun
 from benchmark.cache import TokenSplit
+from benchmark.data.manifest import Manifest
 from benchmark.errors import ContractError, DataError
 from benchmark.models.tts_text import TextVocabulary
 from benchmark.models.tts_training import (
@@ -40,7 +41,7 @@ from benchmark.models.tts_training import (
     tts_examples,
 )
 from benchmark.models.tts_transformer import LossWeights, TextToTokens, TTSModelConfig
-from benchmark.tasks.generative import BuiltinGenerativeTask
+from benchmark.tasks.generative import BuiltinGenerativeTask, utterance_for
 from benchmark.tasks.training import Example, TrainConfig
 
 #: The card's default metrics: intelligibility against the input text, quality, voice.
@@ -144,6 +145,26 @@ class TTSTask(BuiltinGenerativeTask):
             raise DataError(f"{split.manifest.source}: no utterances in this split")
         return tts_examples(items)
 
+    def reference_rows(self, manifests: Mapping[str, Any]) -> dict[str, list[ReferenceAudio]]:
+        """``ground truth``: the real test recordings, judged against themselves, with the
+        first training recording of their voice as speaker audio.
+
+        Raises:
+            DataError: a test speaker has no training recording.
+        """
+        manifest, speakers = manifests["test"], _speaker_audio(manifests["train"])
+        row = []
+        for utterance in manifest:
+            if utterance.speaker not in speakers:
+                raise DataError(
+                    f"{manifest.source}: test utterance {utterance.id!r} is spoken by "
+                    f"{utterance.speaker!r}, who has no training recording (speaker audio)"
+                )
+            path = Path(manifest.audio_path(utterance)).resolve()
+            row.append(ReferenceAudio(utterance.id, path, path, utterance.text,
+                                      speakers[utterance.speaker]))  # fmt: skip
+        return {"ground truth": row}
+
     def run(self, run: TaskRun) -> GenerationOutput:
         info = run.tokenizer_info
         if info.is_continuous:
@@ -156,7 +177,6 @@ class TTSTask(BuiltinGenerativeTask):
         train_set = self._examples(splits["train"], vocabulary)
         valid_set = self._examples(splits["valid"], vocabulary)
         test_set = self._examples(splits["test"], vocabulary)
-        speakers = _speaker_audio(splits["train"])
         torch.manual_seed(run.seed)
         model = TextToTokens(len(vocabulary), info.codebook_sizes, self.model_config)
         model = model.to(run.device)
@@ -169,28 +189,11 @@ class TTSTask(BuiltinGenerativeTask):
             model, {e.id: e.target for e in test_set}, ratio, run.device, self.gate_threshold,
             self.top_k, run.seed,
         )  # fmt: skip
-        manifest = splits["test"].manifest
-        utterances, truth = [], {}
-        for utterance in manifest:
-            if utterance.speaker not in speakers:
-                raise DataError(
-                    f"{manifest.source}: test utterance {utterance.id!r} is spoken by "
-                    f"{utterance.speaker!r}, who has no training recording (speaker audio)"
-                )
-            path = manifest.audio_path(utterance)
-            truth[utterance.id] = path
-            utterances.append(
-                GeneratedUtterance(
-                    utterance.id,
-                    generated[utterance.id].tokens,
-                    reference_audio=path,
-                    reference_text=utterance.text,
-                    speaker_audio=speakers[utterance.speaker],
-                )
-            )
+        rows = self.reference_rows({k: splits[k].manifest for k in ("train", "test")})
+        utterances = [utterance_for(r, generated[r.id].tokens) for r in rows["ground truth"]]
         return GenerationOutput(
             utterances=utterances,
-            baseline_audio={"ground truth": truth},
+            baseline_audio={name: {r.id: r.audio for r in row} for name, row in rows.items()},
             extras={
                 "training": {
                     "history": result.history,
@@ -205,11 +208,11 @@ class TTSTask(BuiltinGenerativeTask):
         )
 
 
-def _speaker_audio(split: TokenSplit) -> dict[str | None, Path]:
+def _speaker_audio(manifest: Manifest) -> dict[str | None, Path]:
     """``{speaker: the first training recording of that speaker, in id order}``."""
     out: dict[str | None, Path] = {}
-    for utterance in sorted(split.manifest, key=lambda u: u.id):
-        out.setdefault(utterance.speaker, split.manifest.audio_path(utterance))
+    for utterance in sorted(manifest, key=lambda u: u.id):
+        out.setdefault(utterance.speaker, Path(manifest.audio_path(utterance)).resolve())
     return out
 
 
