@@ -87,3 +87,35 @@ def test_the_metric_key_covers_code_arguments_judge_and_judge_step_but_not_the_j
     monkeypatch.setattr("benchmark.pipeline.score_cache.library_versions",
                         lambda: {"onnxruntime": "9.9.9"})  # fmt: skip
     assert ScoreCache.metric_key(metric, SPEC, "judge-key-1") != base
+
+
+def test_two_steps_scoring_the_same_unseen_items_at_once_judge_each_once(tmp_path):
+    """The mini resynthesis record's audio is the enhancement record's ceiling row, and the
+    two jobs can run side by side (--jobs 2): each item is judged under its own lock, so
+    the two share the work instead of doing it twice, and both get every score."""
+    import threading
+    import time
+
+    class SlowRMS(CountingRMS):
+        def _score(self, items):
+            time.sleep(0.05)
+            return super()._score(items)
+
+    items = [AudioItem(f"u{i}", _wav(tmp_path / f"u{i}.wav", 0.1 * (i + 1))) for i in range(8)]
+    metrics = [SlowRMS(), SlowRMS()]
+    key = ScoreCache.metric_key(metrics[0], SPEC, None)
+    results: dict[int, list] = {}
+
+    def score(n: int) -> None:
+        cache = ScoreCache(tmp_path / "scores", AudioIdentityCache(tmp_path / f"ids{n}.json"), key)
+        results[n] = cache.score_with_reasons(metrics[n], items)[0]
+
+    threads = [threading.Thread(target=score, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    judged = metrics[0].judged + metrics[1].judged
+    assert sorted(judged) == sorted(i.id for i in items)  # each item judged exactly once
+    assert metrics[0].judged and metrics[1].judged  # and the work was shared
+    assert results[0] == results[1] == CountingRMS().score_with_reasons(items)[0]

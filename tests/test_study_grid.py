@@ -226,3 +226,35 @@ def test_a_worker_killed_during_extraction_is_retried(grid_corpus, ray_cluster, 
     assert not switch.exists() and Path(f"{switch}.died").exists(), "no worker was killed"
     again = _files(work / "tokens")
     assert again == local and any(p.name == "tokens.bin" for p in local)
+
+
+@pytest.mark.ray
+def test_the_vocoder_study_runs_on_ray_with_the_same_table(grid_corpus, ray_cluster, tmp_path):
+    """The vocoder study's vocoders are graph steps: Ray trains them (on logical GPUs' worth
+    of tasks) and its table equals the in-process one, value for value."""
+    from benchmark.studies.schema import load_study
+    from benchmark.studies.vocoder import run_vocoder_study
+
+    card = tmp_path / "bands-2.yaml"
+    card.write_text(
+        "name: bands-2\ndescription: two mel bands (vocoder study test)\n"
+        "class: benchmark.tokenizers.dummy:MelBandTokenizer\nparams: {n_bands: 2, levels: 8}\n"
+    )
+    path = tmp_path / "voc.yaml"
+    path.write_text(
+        f"name: voc\ndescription: single-layer vs scalable (test)\ntokenizers: [{card}]\n"
+        "seeds: [0, 1]\nvocoder: {steps: 2, adversarial_steps: 0}\n"
+    )
+    study = load_study(path, "mini")
+    results = {}
+    for executor in (Executor("local"), Executor("ray", gpus=1)):
+        work = copy_corpus(grid_corpus, tmp_path / f"work-{executor.kind}")
+        base = RunConfig(tokenizers=(), tasks=(), workdir=work, corpus_scale=GRID_SCALE,
+                         results_dir=tmp_path / f"results-{executor.kind}", progress=False,
+                         device="cpu", threads=1)  # fmt: skip
+        results[executor.kind] = run_vocoder_study(study, base, executor=executor)
+        assert results[executor.kind].written
+    local, ray = results["local"], results["ray"]
+    assert len(local.rows) == 2 * 4 * 3  # 2 seeds x (3 vocoders + its decoder) x 3 subsets
+    assert local.rows == ray.rows
+    assert local.record.fingerprint == ray.record.fingerprint

@@ -99,8 +99,12 @@ class MiniConfig:
         style_per_speaker: utterances per training speaker and style.
         style_eval_per_speaker: utterances per valid or test speaker and style (the held-out
             speakers read more, so the test has enough utterances for tight intervals).
-        enhance_per_speaker: noisy/clean pairs per speaker.
-        tts_utterances: single-voice utterances (80/10/10 split).
+        enhance_per_speaker: noisy/clean pairs per training speaker.
+        enhance_eval_per_speaker: noisy/clean pairs per valid or test speaker (12: every
+            generative record judges each test pair 2-4 times, DNSMOS at ~2.5 s per file on
+            one CPU thread, so the test sets are sized for the main command's 20 minutes).
+        tts_utterances: single-voice utterances (train, then valid and test).
+        tts_eval_utterances: of which valid, and as many test.
         ood_utterances: out-of-domain utterances (train only).
         ood_speakers: voices of the out-of-domain subset (disjoint variants).
         sample_rate: rate of every file, Hz.
@@ -117,7 +121,9 @@ class MiniConfig:
     style_per_speaker: int = 5
     style_eval_per_speaker: int = 20
     enhance_per_speaker: int = 20
-    tts_utterances: int = 300
+    enhance_eval_per_speaker: int = 12
+    tts_utterances: int = 280
+    tts_eval_utterances: int = 20
     ood_utterances: int = 200
     ood_speakers: int = 10
     sample_rate: int = 16000
@@ -324,7 +330,7 @@ class _Plan:
         self._enhance()
         tts = _Speaker("tts", "en-us", "f2", 50, 165)
         n = c.count(c.tts_utterances, minimum=3)
-        n_eval = max(1, round(0.1 * n))
+        n_eval = min(c.count(c.tts_eval_utterances), (n - 1) // 2)
         for k, text in enumerate(self.sentences("tts", n)):
             split = "test" if k >= n - n_eval else "valid" if k >= n - 2 * n_eval else "train"
             self.add("tts", split, f"tts-{k:04d}", tts, text)
@@ -343,7 +349,16 @@ class _Plan:
                 (spk, f"enhance-{spk.id}-{k:04d}", text)
                 for spk in self.speakers
                 if self.split_of[spk.id] == split
-                for k, text in enumerate(self.sentences("enhance", c.count(c.enhance_per_speaker)))
+                for k, text in enumerate(
+                    self.sentences(
+                        "enhance",
+                        c.count(
+                            c.enhance_per_speaker
+                            if split == "train"
+                            else c.enhance_eval_per_speaker
+                        ),
+                    )
+                )
             ]
             kinds = [NOISE_KINDS[i % len(NOISE_KINDS)] for i in rng.permutation(len(pairs))]
             for (spk, uid, text), kind in zip(pairs, kinds, strict=True):

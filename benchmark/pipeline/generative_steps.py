@@ -1,7 +1,9 @@
 """Step functions of the generative path: train a vocoder, train a mini judge, generate, score.
 
-- :func:`run_vocoder`: the scalable vocoder on a tokenizer's tokens of the preset's vocoder
-  corpus (:func:`benchmark.vocoders.training.train_vocoder`; resumable in its folder).
+- :func:`run_vocoder`: the scalable vocoder (or one on some codebooks, for the vocoder
+  study) on a tokenizer's tokens of the preset's vocoder corpus
+  (:func:`benchmark.vocoders.training.train_vocoder`; resumable in its folder);
+- :func:`run_vocoder_eval`: the vocoder study's table of one tokenizer and seed.
 - :func:`run_judge`: a harness-trained mini judge (recogniser or speaker model).
 - :func:`run_generate`: the task's model trained and run; its tokens (and the rows it asks
   to decode) decoded into 16-bit WAV files, with ``items.json`` naming, per utterance, the
@@ -58,36 +60,86 @@ EXAMPLES = 3
 # ----------------------------------------------------------------------------- vocoder
 
 
-def run_vocoder(step: Step, env: StepEnv) -> None:
-    """Train the scalable vocoder of one tokenizer on its cached tokens."""
+def _vocoder_inputs(step: Step, env: StepEnv) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """``(tokenizer, info, preset, pairs)`` of a vocoder or vocoder-eval step: the preset
+    with the step's overrides, the token/audio pairs of its cached splits."""
     from benchmark.pipeline.steps import load_tokens
-    from benchmark.vocoders.presets import resolve_preset, vocoder_config
+    from benchmark.vocoders.presets import resolve_preset
     from benchmark.vocoders.study import vocoder_pairs
-    from benchmark.vocoders.training import train_vocoder
 
     spec = step.spec
     tokenizer = env.tokenizer(spec["tokenizer"], spec["fit_dir"])
     info = tokenizer.info
-    preset = resolve_preset(spec["preset"])
+    preset = resolve_preset(spec["preset"]).replace(**spec.get("preset_overrides", {}))
     splits = {
         name: load_tokens(cache, spec["kept_codebooks"], info.codebook_sizes, env)
         for name, cache in spec["caches"].items()
     }
-    pairs = vocoder_pairs(splits, info, preset)
-    layers = tuple(range(info.num_codebooks))
+    return tokenizer, info, preset, vocoder_pairs(splits, info, preset)
+
+
+def _data_fingerprint(spec: dict[str, Any]) -> str:
+    return json.dumps({s: c["manifest_key"] for s, c in spec["caches"].items()}, sort_keys=True)
+
+
+def run_vocoder(step: Step, env: StepEnv) -> None:
+    """Train a vocoder (scalable, or on some codebooks) on a tokenizer's cached tokens."""
+    from benchmark.vocoders.presets import vocoder_config
+    from benchmark.vocoders.training import train_vocoder
+
+    spec = step.spec
+    _, info, preset, pairs = _vocoder_inputs(step, env)
+    layers = tuple(spec.get("layers") or range(info.num_codebooks))
     config = vocoder_config(
-        preset, tuple(info.codebook_sizes), layers, True, info.sample_rate, info.frame_rate
-    )
+        preset, tuple(info.codebook_sizes), layers, bool(spec.get("layer_dropout", True)),
+        info.sample_rate, info.frame_rate,
+    )  # fmt: skip
     run = train_vocoder(
         pairs["train"], pairs["valid"], config, preset, step.output, info.name,
         spec["tokenizer_key"], spec["seed"], env.device, env.config.progress,
-        data_fingerprint=json.dumps({s: c["manifest_key"] for s, c in spec["caches"].items()},
-                                    sort_keys=True),
+        data_fingerprint=_data_fingerprint(spec),
     )  # fmt: skip
     last = run.history[-1] if run.history else {}
     summary = {"steps": run.steps, "seconds": run.seconds,
                "valid_mel_distance": last.get("mel_distance")}  # fmt: skip
     atomic_write_json(step.output / MARKER, marker_payload(step, summary=summary))
+
+
+def run_vocoder_eval(step: Step, env: StepEnv) -> None:
+    """The vocoder study's table for one tokenizer and seed: each trained vocoder (and the
+    tokenizer's own decoder, when it has one) decoding the validation split, each codebook
+    alone and all together; ``table.json`` beside the marker."""
+    import time
+
+    from benchmark.vocoders.study import reference_row, study_row, study_table
+
+    started = time.perf_counter()
+    spec = step.spec
+    tokenizer, info, preset, pairs = _vocoder_inputs(step, env)
+    rows = []
+    for vocoder in spec["vocoders"]:
+        run = _finished_vocoder(Path(vocoder["dir"]))
+        rows.append(study_row(vocoder["label"], vocoder["layers"], vocoder["layer_dropout"], run,
+                              pairs["valid"], info.num_codebooks, spec["tokenizer_key"], preset,
+                              env.device))  # fmt: skip
+    if info.can_decode:
+        rows.append(reference_row(tokenizer, info, pairs["valid"], preset, env.device))
+    table = study_table(spec["tokenizer_name"], spec["tokenizer_key"], preset, spec["seed"],
+                        pairs["valid"], info.num_codebooks, rows,
+                        time.perf_counter() - started)  # fmt: skip
+    with atomic_folder(step.output) as tmp:
+        atomic_write_json(tmp / "table.json", table)
+        atomic_write_json(tmp / MARKER, marker_payload(step))
+
+
+def _finished_vocoder(folder: Path) -> Any:
+    """The :class:`~benchmark.vocoders.training.VocoderRun` a vocoder step left in ``folder``."""
+    from benchmark.vocoders.training import VocoderRun
+
+    summary = json.loads((folder / MARKER).read_text()).get("summary") or {}
+    history = json.loads((folder / "history.json").read_text())
+    return VocoderRun(folder, folder / "vocoder.pt", history, int(summary.get("steps") or 0),
+                      None, True, float(summary.get("seconds") or 0.0))  # fmt: skip
 
 
 def vocoder_summary(vocoder_dir: str | None) -> dict[str, Any] | None:

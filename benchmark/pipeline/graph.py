@@ -22,6 +22,7 @@ StepKind = Literal[
     "conformance",
     "extract",
     "vocoder",
+    "vocoder-eval",
     "judge",
     "reference-scores",
     "generate",

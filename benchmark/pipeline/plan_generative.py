@@ -69,7 +69,6 @@ class GenerativePlanning:
         if info.can_decode:
             tok.decoder = {"own": True}
             return tok.decoder, None
-        from benchmark.vocoders.data import vocoder_data_refs
         from benchmark.vocoders.presets import resolve_preset
 
         preset = resolve_preset(self.config.preset)
@@ -79,30 +78,54 @@ class GenerativePlanning:
                 f"tokenizer {tok.name!r} cannot decode and the {preset.name} vocoder upsamples "
                 f"by {preset.hop_length} samples per frame, not its {hop:g}"
             )
+        data = self._vocoder_data(tok, preset)
+        if data is None:
+            return None, None
+        layers = tuple(range(info.num_codebooks))
+        step = self._vocoder_step(tok, preset, {}, *data, layers, True, 0)
+        tok.decoder = {"vocoder": step.id}
+        return tok.decoder, None
+
+    def _vocoder_data(self, tok: Any, preset: Any) -> tuple[dict[str, Any], list[str]] | None:
+        """``(caches, extract step ids)`` of the preset's vocoder corpus for ``tok``; None
+        while the corpus is not prepared."""
+        from benchmark.vocoders.data import vocoder_data_refs
+
         caches = {}
         inputs: list[str] = []
         for split, ref in vocoder_data_refs(preset.corpus).items():
             extracted = self._extract(tok, ref)
             if extracted is None:
-                return None, None
+                return None
             inputs.append(extracted[0])
             caches[split] = extracted[1]
+        return caches, inputs
+
+    def _vocoder_step(
+        self, tok: Any, preset: Any, overrides: dict[str, Any], caches: dict[str, Any],
+        inputs: list[str], layers: tuple[int, ...], layer_dropout: bool, seed: int,
+    ) -> Step:  # fmt: skip
+        """A ``vocoder`` step: the unit HiFi-GAN of ``preset`` (with ``overrides``: steps,
+        corpus, ...) trained on ``layers`` of ``tok``'s tokens, with or without dropout."""
         import benchmark.vocoders.training as training
 
         components = {
             "tokenizer": tok.key,
             "kept_codebooks": tok.kept,
             "preset": preset.to_dict(),
+            "layers": list(layers),
+            "layer_dropout": layer_dropout,
             "manifests": {s: c["manifest_key"] for s, c in sorted(caches.items())},
             "code": code_fingerprint(training.__name__),
-            "seed": 0,
+            "seed": seed,
             "libraries": library_versions(),
         }
         key = key_of(components)
+        what = "scalable" if layer_dropout else f"codebooks {list(layers)}"
         step = Step(
             id=f"vocoder:{key[:16]}",
             kind="vocoder",
-            label=f"train vocoder for {tok.name} ({preset.name}, {preset.steps} steps)",
+            label=f"train vocoder for {tok.name} ({preset.name}, {what}, {preset.steps} steps)",
             components=components,
             inputs=tuple(inputs),
             output=self.config.workdir / "vocoders" / key[:16],
@@ -113,11 +136,99 @@ class GenerativePlanning:
                 "kept_codebooks": tok.kept,
                 "caches": caches,
                 "preset": preset.name,
-                "seed": 0,
+                "preset_overrides": overrides,
+                "layers": list(layers),
+                "layer_dropout": layer_dropout,
+                "seed": seed,
             },
         )
-        tok.decoder = {"vocoder": self._add(step).id}
-        return tok.decoder, None
+        return self._add(step)
+
+    def plan_vocoder_study(
+        self, tokenizer: str, overrides: dict[str, Any], seed: int
+    ) -> str | None:
+        """The single-layer vs scalable vocoder comparison of one tokenizer and seed: a
+        ``vocoder`` step per codebook (trained on it alone), a scalable one (all codebooks,
+        layer dropout) and the ``vocoder-eval`` step (a goal) that decodes the validation
+        split with each of them, each codebook alone and all together.
+
+        Args:
+            tokenizer: name or card path (its parameters from this planner's config).
+            overrides: vocoder preset fields to change (``steps``, ``corpus``,
+                ``adversarial_steps``).
+            seed: the vocoders' seed.
+
+        Returns:
+            The eval step's id; None while the corpus is not prepared (its ``prepare``
+            step is then the goal).
+
+        Raises:
+            UsageError: the tokenizer cannot be built, or the preset's vocoder cannot
+                decode its tokens (a continuous reference, another frame rate).
+        """
+        from benchmark.errors import UsageError
+        from benchmark.vocoders.presets import resolve_preset
+        from benchmark.vocoders.study import study_preset, study_specs
+
+        entry = self.env.entry("tokenizer", tokenizer)
+        entry.load()
+        self._refs[entry.name] = tokenizer
+        tok = self._tokenizer(entry)
+        if tok.error is not None:
+            raise UsageError(f"tokenizer {entry.name!r}: {tok.error}") from None
+        preset = study_preset(resolve_preset(self.config.preset).replace(**overrides))
+        data = None if tok.pending else self._vocoder_data(tok, preset)
+        if data is None:
+            for step in self.graph:
+                step.goal = step.goal or step.kind == "prepare"
+            return None
+        info = tok.info
+        hop = info.sample_rate / info.frame_rate if info.frame_rate else 0.0
+        if info.is_continuous or abs(hop - preset.hop_length) > 1e-6:
+            raise UsageError(
+                f"tokenizer {entry.name!r} cannot be decoded by the {preset.name} vocoder "
+                f"(it upsamples discrete tokens by {preset.hop_length} samples per frame)"
+            )
+        caches, inputs = data
+        overrides = {**overrides, "dnsmos_utterances": 0}
+        vocoders = []
+        for label, layers, dropout in study_specs(info.num_codebooks):
+            step = self._vocoder_step(tok, preset, overrides, caches, inputs, layers, dropout,
+                                      seed)  # fmt: skip
+            vocoders.append({"label": label, "layers": list(layers), "layer_dropout": dropout,
+                             "id": step.id, "key": step.key, "dir": str(step.output)})  # fmt: skip
+        import benchmark.vocoders.study as study_code
+
+        components = {
+            "vocoders": [{"label": v["label"], "key": v["key"]} for v in vocoders],
+            "valid": caches["valid"]["manifest_key"],
+            "tokenizer": tok.key,
+            "code": code_fingerprint(study_code.__name__),
+            "libraries": library_versions(),
+        }  # fmt: skip
+        key = key_of(components)
+        step = Step(
+            id=f"vocoder-eval:{key[:16]}",
+            kind="vocoder-eval",
+            label=f"compare the vocoders of {tok.name} (seed {seed}, {len(vocoders)} vocoders)",
+            components=components,
+            inputs=tuple(dict.fromkeys([*inputs, *(v["id"] for v in vocoders)])),
+            output=self.config.workdir / "vocoder-evals" / key[:16],
+            spec={
+                "tokenizer": tok.spec,
+                "tokenizer_name": tok.name,
+                "tokenizer_key": tok.key,
+                "fit_dir": tok.fit_dir,
+                "kept_codebooks": tok.kept,
+                "caches": caches,
+                "preset": preset.name,
+                "preset_overrides": overrides,
+                "vocoders": vocoders,
+                "seed": seed,
+            },
+            goal=True,
+        )
+        return self._add(step).id
 
     # --- judges -------------------------------------------------------------------------
 

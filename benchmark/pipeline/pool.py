@@ -44,6 +44,7 @@ from benchmark.pipeline.local import (
     run_locked,
     upstream_failed,
 )
+from benchmark.pipeline.store import remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def _run_in_worker(step: Step) -> str:
 #: depends on it, never a result.
 KIND_COST: dict[str, float] = {
     "pretrain": 10.0, "job": 4.0, "generate": 3.0, "vocoder": 2.0, "judge": 2.0,
-    "reference-scores": 2.0,
+    "reference-scores": 2.0, "vocoder-eval": 1.0,
     "profile": 1.0, "extract": 1.0, "fit": 1.0, "prepare": 2.0, "conformance": 0.2,
 }  # fmt: skip
 
@@ -226,7 +227,10 @@ def execute_pool(
                     else:
                         submitted.discard(step_id)
                 running.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
+                _stop_workers(pool)
+                # what the ended workers were writing: temps named by their (dead) pids
+                for root in (env.workdir, env.config.results_dir):
+                    remove_stale_temps(root)
                 pool = _pool(jobs, env.config)
                 continue
             for future in done:

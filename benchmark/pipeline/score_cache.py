@@ -15,7 +15,11 @@ stored under ``<workdir>/scores/<metric key>/<item key>.json``:
   elsewhere hit, other bytes at the same path miss).
 
 Each entry holds the score or the skip reason, written atomically; entries of concurrent
-steps never collide (one file each). A metric that raises or is unavailable stores nothing.
+steps never collide (one file each). Concurrent steps that need the same unseen items share
+the work: an item is judged under its own lock, an item another process is judging is left
+for last and then read from the cache (mini: the resynthesis record's audio is the
+enhancement record's ceiling row, and the two jobs may run side by side). A metric that
+raises or is unavailable stores nothing.
 """
 
 from __future__ import annotations
@@ -81,8 +85,9 @@ class ScoreCache:
         self, metric: AudioMetric, items: Sequence[AudioItem]
     ) -> tuple[list[float | None], list[str | None]]:
         """Per-item scores (None = skipped) and skip reasons, in item order; the items not
-        in the cache are judged by ``metric`` (in one call) and stored."""
-        from benchmark.pipeline.store import atomic_write_json
+        in the cache are judged by ``metric`` (one call per item, under the item's lock)
+        and stored."""
+        from benchmark.pipeline.store import atomic_write_json, output_lock, try_lock
 
         keys = [self.item_key(item) for item in items]
         found: dict[int, dict[str, Any]] = {}
@@ -90,14 +95,30 @@ class ScoreCache:
             entry = self._read(key)
             if entry is not None:
                 found[index] = entry
-        todo = [i for i in range(len(items)) if i not in found]
-        if todo:
-            scores, reasons = metric.score_with_reasons([items[i] for i in todo])
-            for index, score, reason in zip(todo, scores, reasons, strict=True):
-                found[index] = {"score": score, "reason": reason}
-                atomic_write_json(self.folder / f"{keys[index]}.json", found[index])
-        self.hits += len(items) - len(todo)
-        self.misses += len(todo)
+        judged = 0
+
+        def judge(index: int) -> None:
+            nonlocal judged
+            entry = self._read(keys[index])  # written while this process waited or looked
+            if entry is None:
+                scores, reasons = metric.score_with_reasons([items[index]])
+                entry = {"score": scores[0], "reason": reasons[0]}
+                atomic_write_json(self.folder / f"{keys[index]}.json", entry)
+                judged += 1
+            found[index] = entry
+
+        busy = []
+        for index in [i for i in range(len(items)) if i not in found]:
+            with try_lock(self.folder / f"{keys[index]}.json") as mine:
+                if mine:
+                    judge(index)
+                else:
+                    busy.append(index)
+        for index in busy:  # another process is judging them: wait, then read (or judge)
+            with output_lock(self.folder / f"{keys[index]}.json", f"{metric.name} scores"):
+                judge(index)
+        self.hits += len(items) - judged
+        self.misses += judged
         self.audio_ids.save()
         return ([found[i]["score"] for i in range(len(items))],
                 [found[i]["reason"] for i in range(len(items))])  # fmt: skip

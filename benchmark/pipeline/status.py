@@ -24,7 +24,9 @@ MARKER = "STEP.json"
 #: Error types of records that a rerun with the same key would write again (done, not retried).
 SETTLED_ERRORS = frozenset({"DecoderUnavailableError"})
 #: Step kinds whose output is a folder holding ``STEP.json`` (written last).
-FOLDER_KINDS = frozenset({"pretrain", "fit", "vocoder", "judge", "generate", "reference-scores"})
+FOLDER_KINDS = frozenset(
+    {"pretrain", "fit", "vocoder", "vocoder-eval", "judge", "generate", "reference-scores"}
+)
 
 
 def read_marker(path: Path) -> dict[str, Any] | None:

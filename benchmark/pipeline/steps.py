@@ -504,6 +504,7 @@ STEP_FUNCTIONS = {
     "conformance": run_conformance,
     "extract": run_extract,
     "vocoder": _generative("run_vocoder"),
+    "vocoder-eval": _generative("run_vocoder_eval"),
     "judge": _generative("run_judge"),
     "generate": _generative("run_generate"),
     "reference-scores": _generative("run_reference_scores"),

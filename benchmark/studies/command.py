@@ -12,7 +12,6 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmark.errors import UsageError
 from benchmark.pipeline.cli_options import add_executor_options, executor_of
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -74,12 +73,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     if study.vocoder is not None:
         from benchmark.studies.vocoder import run_vocoder_study
 
-        if executor.kind != "local":
-            raise UsageError(
-                f"{study.path}: a vocoder study runs in process (its vocoders are not graph "
-                "steps yet); drop --executor ray"
-            )
-        result = run_vocoder_study(study, base, build_registries(args.plugin))
+        result = run_vocoder_study(study, base, build_registries(args.plugin), executor)
     else:
         result = run_study(study, base, build_registries(args.plugin), executor)
     ran = sum(not o.skipped for o in result.outcomes)

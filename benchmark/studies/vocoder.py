@@ -1,29 +1,33 @@
 """The vocoder study on the study machinery: single-layer vs scalable vocoders per tokenizer.
 
-A study file with a ``vocoder`` block instead of ``tasks`` runs, for every tokenizer
-variant of the file and every seed, :func:`benchmark.vocoders.study.run_study` (one vocoder
-per codebook trained on that codebook alone, one scalable vocoder trained on all of them
-with layer dropout, each decoding the validation split with every single codebook and with
-all of them). Vocoders are cached under ``<workdir>/vocoders`` by their run fingerprint; the
-rows (one per tokenizer x seed x vocoder x decoded layers, the mel distance) and a summary
-over seeds go into the same kind of ``study`` record as a grid of jobs, under
-``<results>/<preset>/studies/<name>.record.json``. A rerun whose tokenizers, settings and
-seeds are unchanged reads that record and trains nothing.
-
-It runs in process: the vocoders are not steps of the graph yet (``--executor ray`` is
-refused for it).
+A study file with a ``vocoder`` block instead of ``tasks`` plans, for every tokenizer
+variant of the file and every seed, the steps of
+:meth:`~benchmark.pipeline.plan_generative.GenerativePlanning.plan_vocoder_study` into one
+graph: the tokenizer's fit and the extraction of the preset's vocoder corpus, one ``vocoder``
+step per codebook (trained on that codebook alone), one scalable ``vocoder`` step (all
+codebooks, layer dropout), and a ``vocoder-eval`` step decoding the validation split with
+each of them, each codebook alone and all together. The graph runs on the chosen executor
+(in process, ``--jobs N``, or Ray), each vocoder cached by its key like any step. The rows
+(one per tokenizer x seed x vocoder x decoded layers, the mel distance) and a summary over
+seeds go into the same kind of ``study`` record as a grid of jobs, under
+``<results>/<preset>/studies/<name>.record.json``, rewritten only when an eval step's key
+changed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from typing import Any
 
 from benchmark.errors import UsageError
-from benchmark.pipeline.commands import make_env
+from benchmark.pipeline.commands import Executor, run_planned
 from benchmark.pipeline.config import RunConfig
+from benchmark.pipeline.env import StepEnv
+from benchmark.pipeline.graph import StepGraph
 from benchmark.pipeline.keys import key_of
+from benchmark.pipeline.plan import Planner
 from benchmark.pipeline.records import ResultRecord
 from benchmark.registry import Registries
 from benchmark.studies.run import STUDY_TOKENIZER, StudyResult, record_path_of
@@ -32,56 +36,72 @@ from benchmark.studies.schema import Study
 log = logging.getLogger(__name__)
 
 
+def study_overrides(study: Study) -> dict[str, Any]:
+    """The vocoder preset fields the study's ``vocoder`` block changes."""
+    settings = study.vocoder or {}
+    return {k: settings[k] for k in ("steps", "corpus", "adversarial_steps")
+            if settings.get(k) is not None}  # fmt: skip
+
+
+def plan_vocoder_study(env: StepEnv, study: Study) -> tuple[StepGraph, list[tuple]]:
+    """Every tokenizer variant and seed of the study in one graph; with, for each, its
+    ``(tokenizer ref, params, seed, eval step id)`` (None while a corpus is not prepared)."""
+    graph = StepGraph()
+    evals = []
+    overrides = study_overrides(study)
+    for axis in study.tokenizers:
+        for params in axis.variants:
+            config = dataclasses.replace(
+                env.config, tokenizers=(axis.ref,), tasks=(), tokenizer_params=(),
+                tokenizer_overrides={axis.ref: dict(params)},
+            )  # fmt: skip
+            planner = Planner(env, config, graph)
+            for seed in study.seeds:
+                step_id = planner.plan_vocoder_study(axis.ref, overrides, seed)
+                evals.append((axis.ref, dict(params), seed, step_id))
+    return graph, evals
+
+
 def run_vocoder_study(
-    study: Study, base: RunConfig, registries: Registries | None = None
+    study: Study,
+    base: RunConfig,
+    registries: Registries | None = None,
+    executor: Executor | None = None,
 ) -> StudyResult:
     """Train and compare the vocoders of every tokenizer variant and seed of ``study``.
 
     Raises:
         UsageError: the study has no ``vocoder`` block.
     """
-    from benchmark.vocoders.presets import resolve_preset
-    from benchmark.vocoders.study import check_device, prepare_data, run_study
-
     if study.vocoder is None:
         raise UsageError(f"{study.path}: not a vocoder study (no 'vocoder' block)")
-    settings = study.vocoder
-    preset = resolve_preset(study.preset).replace(
-        steps=settings.get("steps"),
-        corpus=settings.get("corpus"),
-        adversarial_steps=settings.get("adversarial_steps"),
-    )
-    base = dataclasses.replace(base, preset=study.preset, device=check_device(base.device))
-    prepared = []
-    for axis in study.tokenizers:
-        for params in axis.variants:
-            config = dataclasses.replace(
-                base, tokenizers=(axis.ref,), tasks=(), tokenizer_params=(),
-                tokenizer_overrides={axis.ref: dict(params)},
-            )  # fmt: skip
-            env = make_env(config, registries)
-            prepared.append((axis.ref, params, env, prepare_data(env, axis.ref, preset)))
-    fingerprint = key_of(
-        {
-            "study": study.sha256,
-            "preset": preset.to_dict(),
-            "seeds": list(study.seeds),
-            "tokenizers": [data.tokenizer_fingerprint for *_, data in prepared],
-        }
-    )
+    base = dataclasses.replace(base, tokenizers=(), tasks=(), preset=study.preset)
+    planned: dict[str, Any] = {}
+
+    def planner(env: StepEnv) -> StepGraph:
+        graph, evals = plan_vocoder_study(env, study)
+        planned.update(graph=graph, evals=evals)
+        return graph
+
+    run_planned(base, planner, registries, executor)
+    graph, evals = planned["graph"], planned["evals"]
+    rows: list[dict[str, Any]] = []
+    tables = []
+    for ref, params, seed, step_id in evals:
+        if step_id is None:
+            raise UsageError(f"{study.path}: the corpus of {ref!r} is still not prepared")
+        step = graph.steps[step_id]
+        table = json.loads((step.output / "table.json").read_text())
+        tables.append(table)
+        rows.extend(_rows(step.spec["tokenizer_name"], ref, params, seed, table))
+    summary = summarise(rows)
+    fingerprint = key_of({"study": study.sha256,
+                          "evals": [graph.steps[e[3]].key for e in evals]})  # fmt: skip
     path = record_path_of(base.results_dir, study.preset, study.name)
     old = ResultRecord.load_or_none(path)
     if old is not None and old.fingerprint == fingerprint and old.status == "ok":
         log.info("vocoder study %s is up to date", study.name)
         return StudyResult(old.extras["rows"], old.extras["table"], old, path, [], False)
-    rows: list[dict[str, Any]] = []
-    tables = []
-    for ref, params, env, data in prepared:
-        for seed in study.seeds:
-            table = run_study(data, preset, base.workdir, seed, env.device, base.progress)
-            tables.append(table)
-            rows.extend(_rows(data.tokenizer_name, ref, params, seed, table))
-    summary = summarise(rows)
     record = ResultRecord(
         status="ok",
         tokenizer=STUDY_TOKENIZER,

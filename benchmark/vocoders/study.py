@@ -196,6 +196,88 @@ def train_one(
     )
 
 
+def study_specs(num_codebooks: int) -> list[tuple[str, tuple[int, ...], bool]]:
+    """``(label, trained codebooks, layer dropout)`` of the study's vocoders: one per
+    codebook on that codebook alone, then the scalable one on all with layer dropout."""
+    specs = [(f"layer {i} only", (i,), False) for i in range(num_codebooks)]
+    specs.append(("scalable (all layers, dropout)", tuple(range(num_codebooks)), True))
+    return specs
+
+
+def study_columns(num_codebooks: int) -> list[tuple[str, tuple[int, ...]]]:
+    """``(column, decoded codebooks)``: each codebook alone, then all of them."""
+    columns: list[tuple[str, tuple[int, ...]]] = [
+        (f"layer {i}", (i,)) for i in range(num_codebooks)
+    ]
+    columns.append(("all layers", tuple(range(num_codebooks))))
+    return columns
+
+
+def study_row(
+    label: str,
+    layers: Sequence[int],
+    dropout: bool,
+    run: VocoderRun,
+    valid: VocoderPairs,
+    num_codebooks: int,
+    tokenizer_fingerprint: str,
+    preset: VocoderPreset,
+    device: str,
+) -> dict[str, Any]:
+    """One trained vocoder's row: its mel distance decoding each column's codebooks of the
+    validation split (``refused`` where it cannot decode them), its training curve."""
+    columns = study_columns(num_codebooks)
+    indices = list(range(min(len(valid), STUDY_MAX_UTTERANCES)))
+    loss = mel_loss(valid.sample_rate)
+    vocoder: ScalableVocoder = load_vocoder(
+        run.vocoder_path, expect_fingerprint=tokenizer_fingerprint, device=device
+    )
+    cells: dict[str, Any] = {}
+    for name, subset in columns:
+        try:
+            vocoder.check_codebooks(subset)
+        except VocoderError as exc:
+            cells[name] = {"status": "refused", "reason": str(exc)}
+            continue
+        with cpu_threads(preset.cpu_threads, device):
+            metric = evaluate_decoding(vocoder, valid, indices, subset, 0, loss)
+        cells[name] = metric["mel_distance"].to_dict()
+    return {
+        "vocoder": label,
+        "trained_layers": list(layers),
+        "layer_dropout": dropout,
+        "run": str(run.out_dir),
+        "train_seconds": round(run.seconds, 1),
+        "history": [{"step": h["step"], "mel_distance": h["mel_distance"]} for h in run.history],
+        "cells": cells,
+    }
+
+
+def study_table(
+    data_name: str,
+    tokenizer_fingerprint: str,
+    preset: VocoderPreset,
+    seed: int,
+    valid: VocoderPairs,
+    num_codebooks: int,
+    rows: list[dict[str, Any]],
+    seconds: float,
+) -> dict[str, Any]:
+    """The study's record of one tokenizer and seed (``columns``, ``rows``, settings)."""
+    return {
+        "study": "single-layer vs scalable vocoder",
+        "metric": "mel_distance (log-mel L1, lower is better)",
+        "tokenizer": data_name,
+        "tokenizer_fingerprint": tokenizer_fingerprint,
+        "preset": preset.to_dict(),
+        "seed": seed,
+        "valid_utterances": min(len(valid), STUDY_MAX_UTTERANCES),
+        "columns": [name for name, _ in study_columns(num_codebooks)],
+        "rows": rows,
+        "seconds": round(seconds, 1),
+    }
+
+
 def run_study(
     data: VocoderData,
     preset: VocoderPreset,
@@ -211,74 +293,42 @@ def run_study(
         metrics, None where the vocoder cannot decode that subset), settings and timings.
     """
     started = time.perf_counter()
-    # The table reports mel distances only: no DNSMOS in the vocoders' validations (it costs
-    # seconds per utterance on a CPU).
-    preset = preset.replace(dnsmos_utterances=0)
-    k = data.info.num_codebooks
-    specs = [(f"layer {i} only", (i,), False) for i in range(k)]
-    specs.append(("scalable (all layers, dropout)", tuple(range(k)), True))
-    columns: list[tuple[str, tuple[int, ...]]] = [(f"layer {i}", (i,)) for i in range(k)]
-    columns.append(("all layers", tuple(range(k))))
-    indices = list(range(min(len(data.valid), STUDY_MAX_UTTERANCES)))
-    loss = mel_loss(data.info.sample_rate)
+    preset = study_preset(preset)
     rows = []
-    for label, layers, dropout in specs:
+    for label, layers, dropout in study_specs(data.info.num_codebooks):
         run = train_one(data, preset, layers, dropout, workdir, seed, device, progress)
-        vocoder: ScalableVocoder = load_vocoder(
-            run.vocoder_path, expect_fingerprint=data.tokenizer_fingerprint, device=device
-        )
-        cells: dict[str, Any] = {}
-        for name, subset in columns:
-            try:
-                vocoder.check_codebooks(subset)
-            except VocoderError as exc:
-                cells[name] = {"status": "refused", "reason": str(exc)}
-                continue
-            with cpu_threads(preset.cpu_threads, device):
-                metric = evaluate_decoding(vocoder, data.valid, indices, subset, 0, loss)
-            cells[name] = metric["mel_distance"].to_dict()
-        rows.append(
-            {
-                "vocoder": label,
-                "trained_layers": list(layers),
-                "layer_dropout": dropout,
-                "run": str(run.out_dir),
-                "train_seconds": round(run.seconds, 1),
-                "history": [
-                    {"step": h["step"], "mel_distance": h["mel_distance"]} for h in run.history
-                ],
-                "cells": cells,
-            }
-        )
+        rows.append(study_row(label, layers, dropout, run, data.valid, data.info.num_codebooks,
+                              data.tokenizer_fingerprint, preset, device))  # fmt: skip
         log.info("study: %s done (%s)", label, run.out_dir)
     if data.info.can_decode:
-        rows.append(_reference_row(data, columns, indices, loss, preset, device))
-    return {
-        "study": "single-layer vs scalable vocoder",
-        "metric": "mel_distance (log-mel L1, lower is better)",
-        "tokenizer": data.tokenizer_name,
-        "tokenizer_fingerprint": data.tokenizer_fingerprint,
-        "preset": preset.to_dict(),
-        "seed": seed,
-        "valid_utterances": len(indices),
-        "columns": [name for name, _ in columns],
-        "rows": rows,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+        rows.append(reference_row(data.tokenizer, data.info, data.valid, preset, device))
+    return study_table(data.tokenizer_name, data.tokenizer_fingerprint, preset, seed,
+                       data.valid, data.info.num_codebooks, rows,
+                       time.perf_counter() - started)  # fmt: skip
 
 
-def _reference_row(data: VocoderData, columns, indices, loss, preset, device) -> dict[str, Any]:
+def study_preset(preset: VocoderPreset) -> VocoderPreset:
+    """The study's vocoder preset: the table reports mel distances only, so no DNSMOS in the
+    vocoders' validations (it costs seconds per utterance on a CPU)."""
+    return preset.replace(dnsmos_utterances=0)
+
+
+def reference_row(
+    tokenizer: Any, info: Any, valid: VocoderPairs, preset: VocoderPreset, device: str
+) -> dict[str, Any]:
     """The tokenizer's own ``decode`` on the same columns, for scale (no training)."""
+    indices = list(range(min(len(valid), STUDY_MAX_UTTERANCES)))
+    loss = mel_loss(valid.sample_rate)
     cells: dict[str, Any] = {}
-    for name, subset in columns:
+    for name, subset in study_columns(info.num_codebooks):
         try:
             with cpu_threads(preset.cpu_threads, device):
-                metric = evaluate_decoding(data.tokenizer, data.valid, indices, subset, 0, loss)
+                metric = evaluate_decoding(tokenizer, valid, indices, subset, 0, loss)
             cells[name] = metric["mel_distance"].to_dict()
         except Exception as exc:  # a reference only: record why it is missing
             cells[name] = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:300]}
     return {
-        "vocoder": f"{data.tokenizer_name}.decode (reference)",
+        "vocoder": f"{info.name}.decode (reference)",
         "trained_layers": None,
         "layer_dropout": None,
         "cells": cells,
