@@ -130,16 +130,9 @@ class GenerativePlanning:
             inputs=tuple(inputs),
             output=self.config.workdir / "vocoders" / key[:16],
             spec={
-                "tokenizer": tok.spec,
-                "tokenizer_key": tok.key,
-                "fit_dir": tok.fit_dir,
-                "kept_codebooks": tok.kept,
-                "caches": caches,
-                "preset": preset.name,
-                "preset_overrides": overrides,
+                **_vocoder_spec(tok, caches, preset, overrides, seed),
                 "layers": list(layers),
                 "layer_dropout": layer_dropout,
-                "seed": seed,
             },
         )
         return self._add(step)
@@ -215,16 +208,9 @@ class GenerativePlanning:
             inputs=tuple(dict.fromkeys([*inputs, *(v["id"] for v in vocoders)])),
             output=self.config.workdir / "vocoder-evals" / key[:16],
             spec={
-                "tokenizer": tok.spec,
+                **_vocoder_spec(tok, caches, preset, overrides, seed),
                 "tokenizer_name": tok.name,
-                "tokenizer_key": tok.key,
-                "fit_dir": tok.fit_dir,
-                "kept_codebooks": tok.kept,
-                "caches": caches,
-                "preset": preset.name,
-                "preset_overrides": overrides,
                 "vocoders": vocoders,
-                "seed": seed,
             },
             goal=True,
         )
@@ -416,6 +402,23 @@ class GenerativePlanning:
         if reference is not None:  # the job reads its scores; its key does not need them
             job_inputs.append(reference)
         return score_components, job_spec, list(dict.fromkeys(job_inputs)), None
+
+
+def _vocoder_spec(
+    tok: Any, caches: dict[str, Any], preset: Any, overrides: dict[str, Any], seed: int
+) -> dict[str, Any]:
+    """What a vocoder or vocoder-eval step needs to open the tokenizer, its cached tokens
+    and the vocoder preset."""
+    return {
+        "tokenizer": tok.spec,
+        "tokenizer_key": tok.key,
+        "fit_dir": tok.fit_dir,
+        "kept_codebooks": tok.kept,
+        "caches": caches,
+        "preset": preset.name,
+        "preset_overrides": overrides,
+        "seed": seed,
+    }
 
 
 def _metric_components(metrics: list[dict[str, Any]], steps: dict[str, Step]) -> list[dict]:

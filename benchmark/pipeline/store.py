@@ -142,10 +142,7 @@ def output_lock(target: Path, what: str = "") -> Iterator[None]:
     The lock file itself is never deleted (deleting it would let a third process lock a
     different inode); it is empty and small.
     """
-    target = Path(target)
-    lock_path = target.with_name(f".{target.name}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a+") as handle:
+    with _lock_file(target) as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -158,13 +155,20 @@ def output_lock(target: Path, what: str = "") -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def try_lock(target: Path) -> Iterator[bool]:
-    """Try the lock of :func:`output_lock` without waiting: yields True when this process
-    holds it for the block, False when another process does (nothing is held then)."""
+def _lock_file(target: Path) -> Iterator[Any]:
+    """The open ``.<name>.lock`` file beside ``target`` (created, never deleted)."""
     target = Path(target)
     lock_path = target.with_name(f".{target.name}.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("a+") as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def try_lock(target: Path) -> Iterator[bool]:
+    """Try the lock of :func:`output_lock` without waiting: yields True when this process
+    holds it for the block, False when another process does (nothing is held then)."""
+    with _lock_file(target) as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
