@@ -72,12 +72,9 @@ class GenerativePlanning:
         from benchmark.vocoders.presets import resolve_preset
 
         preset = resolve_preset(self.config.preset)
-        hop = info.sample_rate / info.frame_rate
-        if abs(hop - preset.hop_length) > 1e-6:
-            return None, (
-                f"tokenizer {tok.name!r} cannot decode and the {preset.name} vocoder upsamples "
-                f"by {preset.hop_length} samples per frame, not its {hop:g}"
-            )
+        refusal = _vocoder_refusal(info, preset)
+        if refusal is not None:
+            return None, f"tokenizer {tok.name!r} cannot decode and {refusal}"
         data = self._vocoder_data(tok, preset)
         if data is None:
             return None, None
@@ -176,12 +173,9 @@ class GenerativePlanning:
                 step.goal = step.goal or step.kind == "prepare"
             return None
         info = tok.info
-        hop = info.sample_rate / info.frame_rate if info.frame_rate else 0.0
-        if info.is_continuous or abs(hop - preset.hop_length) > 1e-6:
-            raise UsageError(
-                f"tokenizer {entry.name!r} cannot be decoded by the {preset.name} vocoder "
-                f"(it upsamples discrete tokens by {preset.hop_length} samples per frame)"
-            )
+        refusal = _vocoder_refusal(info, preset)
+        if refusal is not None:
+            raise UsageError(f"tokenizer {entry.name!r}: {refusal}")
         caches, inputs = data
         overrides = {**overrides, "dnsmos_utterances": 0}
         vocoders = []
@@ -190,13 +184,16 @@ class GenerativePlanning:
                                       seed)  # fmt: skip
             vocoders.append({"label": label, "layers": list(layers), "layer_dropout": dropout,
                              "id": step.id, "key": step.key, "dir": str(step.output)})  # fmt: skip
+        import benchmark.pipeline.generative_steps as generative_steps
         import benchmark.vocoders.study as study_code
 
         components = {
             "vocoders": [{"label": v["label"], "key": v["key"]} for v in vocoders],
             "valid": caches["valid"]["manifest_key"],
             "tokenizer": tok.key,
-            "code": code_fingerprint(study_code.__name__),
+            # the table's code and the step function that runs it
+            "code": [code_fingerprint(study_code.__name__),
+                     code_fingerprint(generative_steps.__name__)],
             "libraries": library_versions(),
         }  # fmt: skip
         key = key_of(components)
@@ -402,6 +399,17 @@ class GenerativePlanning:
         if reference is not None:  # the job reads its scores; its key does not need them
             job_inputs.append(reference)
         return score_components, job_spec, list(dict.fromkeys(job_inputs)), None
+
+
+def _vocoder_refusal(info: Any, preset: Any) -> str | None:
+    """Why the preset's vocoder cannot learn a tokenizer's tokens (None when it can)."""
+    if info.is_continuous:
+        return "a continuous reference has no tokens to decode"
+    hop = info.sample_rate / info.frame_rate
+    if abs(hop - preset.hop_length) > 1e-6:
+        return (f"the {preset.name} vocoder upsamples by {preset.hop_length} samples per "
+                f"frame, not its {hop:g}")  # fmt: skip
+    return None
 
 
 def _vocoder_spec(
