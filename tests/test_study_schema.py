@@ -182,6 +182,7 @@ def test_the_vocoder_study_runs_on_the_study_machinery_and_resumes(tmp_path, cap
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "scalable (all layers, dropout)" in out and "study record (written)" in out
+    assert "4 vocoder steps run now" in out  # 3 vocoders and the comparison
     record_path = tmp_path / "results" / "mini" / "studies" / "voc.record.json"
     record = ResultRecord.load(record_path)
     assert record.kind == "study" and record.status == "ok"
@@ -203,4 +204,5 @@ def test_the_vocoder_study_runs_on_the_study_machinery_and_resumes(tmp_path, cap
     assert kinds.count("vocoder") == 3 and kinds.count("vocoder-eval") == 1
     assert all(s.state == "done" for s in graph if s.kind.startswith("vocoder"))
     assert main(args) == 0
-    assert "study record (unchanged)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "study record (unchanged)" in out and "0 vocoder steps run now" in out

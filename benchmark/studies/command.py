@@ -76,7 +76,6 @@ def cmd_study(args: argparse.Namespace) -> int:
         result = run_vocoder_study(study, base, build_registries(args.plugin), executor)
     else:
         result = run_study(study, base, build_registries(args.plugin), executor)
-    ran = sum(not o.skipped for o in result.outcomes)
     print(f"study {study.name} ({study.preset}): {study.description}")
     print(format_table(result.summary))
     for row in result.rows:
@@ -84,6 +83,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             print(f"{row['status']:<11} {row['tokenizer']} / {row['task']} / seed {row['seed']}: "
                   f"{row.get('error') or ''}")  # fmt: skip
     note = "written" if result.written else "unchanged"
-    print(f"{len(result.rows)} cells, {ran} run now; study record ({note}) -> {result.path}")
+    ran = f"{result.ran} {result.ran_what} run now"
+    print(f"{len(result.rows)} rows, {ran}; study record ({note}) -> {result.path}")
     failed = any(row["status"] not in ("ok", "refused") for row in result.rows)
     return EXIT_FAILED if failed or result.record.status != "ok" else EXIT_OK

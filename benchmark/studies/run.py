@@ -40,7 +40,14 @@ STUDY_TOKENIZER = "study"
 
 @dataclasses.dataclass
 class StudyResult:
-    """A finished study: its rows, the summary over seeds, the record and what ran."""
+    """A finished study: its rows, the summary over seeds, the record and what ran.
+
+    Attributes:
+        outcomes: the jobs of a grid study (a vocoder study has none).
+        ran: how many of the study's own steps ran now (grid: jobs; vocoder study: its
+            ``vocoder`` and ``vocoder-eval`` steps), the others were up to date.
+        ran_what: what :attr:`ran` counts, for the command's summary line.
+    """
 
     rows: list[dict[str, Any]]
     summary: list[dict[str, Any]]
@@ -48,6 +55,8 @@ class StudyResult:
     path: Path
     outcomes: list[JobOutcome]
     written: bool
+    ran: int = 0
+    ran_what: str = "jobs"
 
 
 def cell_config(base: RunConfig, study: Study, cell: Cell) -> RunConfig:
@@ -114,7 +123,8 @@ def run_study(
         record.to_disk(path)
     else:
         record = old
-    return StudyResult(rows, summary, record, path, outcomes, written)
+    ran = sum(not o.skipped for o in outcomes)
+    return StudyResult(rows, summary, record, path, outcomes, written, ran)
 
 
 def _row(cell: Cell, path: Path, key: str) -> dict[str, Any]:

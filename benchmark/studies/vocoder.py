@@ -85,6 +85,10 @@ def run_vocoder_study(
 
     run_planned(base, planner, registries, executor)
     graph, evals = planned["graph"], planned["evals"]
+    ran = sum(
+        step.kind in ("vocoder", "vocoder-eval") and step.state != "done"
+        for step in graph.steps.values()
+    )
     rows: list[dict[str, Any]] = []
     tables = []
     for ref, params, seed, step_id in evals:
@@ -101,7 +105,9 @@ def run_vocoder_study(
     old = ResultRecord.load_or_none(path)
     if old is not None and old.fingerprint == fingerprint and old.status == "ok":
         log.info("vocoder study %s is up to date", study.name)
-        return StudyResult(old.extras["rows"], old.extras["table"], old, path, [], False)
+        return StudyResult(
+            old.extras["rows"], old.extras["table"], old, path, [], False, ran, "vocoder steps"
+        )
     record = ResultRecord(
         status="ok",
         tokenizer=STUDY_TOKENIZER,
@@ -119,7 +125,7 @@ def run_vocoder_study(
         },
     )
     record.to_disk(path)
-    return StudyResult(rows, summary, record, path, [], True)
+    return StudyResult(rows, summary, record, path, [], True, ran, "vocoder steps")
 
 
 def _rows(name: str, ref: str, params, seed: int, table: dict[str, Any]) -> list[dict[str, Any]]:
