@@ -103,6 +103,25 @@ def test_loss_goes_down_and_the_folder_loads_like_real_weights(trained):
     assert compact["final_loss"] < compact["first_loss"]
 
 
+def test_the_frozen_front_end_layers_keep_their_initial_weights(trained):
+    from benchmark.models.ssl_pretrain_train import _build_model
+
+    out, _ = trained
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)  # the fixture's seed: the initial weights of its model
+        initial = _build_model("hubert", SMALL).state_dict()
+    model, _ = load_ssl_model({"path": str(out)}, "hubert")
+    trained_weights = model.state_dict()
+    frozen = SMALL.frozen_conv_layers
+    assert frozen == 2  # the default
+    for index in range(len(model.feature_extractor.conv_layers)):
+        name = f"feature_extractor.conv_layers.{index}.conv.weight"
+        same = torch.equal(initial[name], trained_weights[name])
+        assert same == (index < frozen), name
+    last = "encoder.layers.23.feed_forward.output_dense.weight"
+    assert not torch.equal(initial[last], trained_weights[last])
+
+
 def test_same_seed_gives_identical_weights_and_another_seed_does_not(data, context):
     manifests, heldout = data
     short = dataclasses.replace(SMALL, steps=4)
@@ -161,6 +180,8 @@ def test_bad_settings_are_one_line_errors():
         PretrainConfig(targets=(("spectrogram", 10),))
     with pytest.raises(PretrainConfigError, match="steps"):
         PretrainConfig(steps=0)
+    with pytest.raises(PretrainConfigError, match="front end's 7 convolution layers"):
+        PretrainConfig(frozen_conv_layers=8)
 
 
 def test_the_tokenizer_trains_nothing_and_loads_its_pretrained_folder(context, monkeypatch):

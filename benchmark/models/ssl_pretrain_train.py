@@ -2,7 +2,8 @@
 
 The model is transformers' ``WavLMModel`` / ``HubertModel`` built from
 :data:`~benchmark.models.ssl_loading.TINY_SPEC` with dropout off; masking goes through its
-``mask_time_indices`` route (the frames are replaced by its learned mask embedding). A linear
+``mask_time_indices`` route (the frames are replaced by its learned mask embedding); the
+front end's first ``frozen_conv_layers`` convolution layers keep their initial weights. A linear
 head per (head layer, target codebook) predicts each frame's cluster id; the loss is the
 cross-entropy on masked frames plus ``unmasked_weight`` times that on unmasked frames,
 averaged over heads. The heads are dropped after training: only the encoder is saved.
@@ -40,7 +41,8 @@ def _lr_factor(step: int, config: PretrainConfig) -> float:
 
 
 def _build_model(family: str, config: PretrainConfig) -> nn.Module:
-    """A randomly initialised tiny encoder that can mask (dropout off)."""
+    """A randomly initialised tiny encoder that can mask (dropout off), its first
+    ``config.frozen_conv_layers`` convolution layers frozen."""
     from benchmark.models.ssl_loading import _classes
 
     config_cls, model_cls = _classes(family)
@@ -48,7 +50,15 @@ def _build_model(family: str, config: PretrainConfig) -> nn.Module:
     # masked_spec_embed exists only when mask_time_prob > 0; eval mode never masks
     spec.update(mask_time_prob=config.mask_prob or 0.05, mask_time_length=config.mask_length)
     spec.update({name: 0.0 for name in _DROPOUTS})
-    return model_cls(config_cls(**spec))
+    model = model_cls(config_cls(**spec))
+    if config.frozen_conv_layers:
+        front_end = model.feature_extractor
+        # transformers makes the waveform require grad (for checkpointing) unless told not to:
+        # that would run the frozen layers' backward pass all the same
+        front_end._requires_grad = False
+        for layer in front_end.conv_layers[: config.frozen_conv_layers]:
+            layer.requires_grad_(False)
+    return model
 
 
 class _Heads(nn.Module):
@@ -137,7 +147,7 @@ def train_tiny_ssl(
         model = _build_model(family, config).train()
         dim, depth = int(TINY_SPEC["hidden_size"]), int(TINY_SPEC["num_hidden_layers"])
         heads = _Heads(config, dim, depth)
-    parameters = list(model.parameters()) + list(heads.parameters())
+    parameters = [p for p in model.parameters() if p.requires_grad] + list(heads.parameters())
     optimizer = torch.optim.AdamW(
         parameters, lr=config.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=config.weight_decay
     )
