@@ -77,6 +77,26 @@ def test_attention_fusion_learns_to_pick_the_informative_layer():
     assert weights.mean((0, 1))[1].item() > 0.8
 
 
+@pytest.mark.parametrize("sizes", [(300, 500), (7,) * 12])  # more table rows / more tokens
+def test_row_scored_attention_equals_scoring_every_token(sizes):
+    # the front end scores table rows once when that is cheaper: same output, weights, gradients
+    torch.manual_seed(0)
+    front = TokenFrontEnd(sizes, dim=16)
+    tokens = torch.stack([torch.randint(0, c, (4, 9)) for c in sizes], dim=-1)
+    mask = torch.arange(9)[None, :] < torch.tensor([9, 5, 2, 7])[:, None]
+    fused, weights = front(tokens, mask)
+    rows_scored = tokens.numel() > front.embedding.table.num_embeddings
+    assert rows_scored == (len(sizes) == 12)
+    grads = torch.autograd.grad(fused.square().sum(), list(front.parameters()))
+    embedded = front.embedding(tokens, mask)
+    direct, direct_weights = front.fusion(embedded)  # the scorer on every token
+    direct_grads = torch.autograd.grad(direct.square().sum(), list(front.parameters()))
+    assert torch.allclose(fused, direct, atol=1e-6)
+    assert torch.allclose(weights, direct_weights, atol=1e-6)
+    for got, want in zip(grads, direct_grads, strict=True):
+        assert torch.allclose(got, want, atol=1e-5)
+
+
 def test_layer_weight_meter_averages_valid_frames_only():
     meter = LayerWeightMeter()
     assert meter.mean() is None

@@ -105,6 +105,23 @@ class MultiCodebookEmbedding(nn.Module):
             f"{list(self.codebook_sizes)}); the tokens do not match the tokenizer's metadata"
         )
 
+    def rows(
+        self, tokens: torch.Tensor, mask: torch.Tensor | None = None, absent_ok: bool = False
+    ) -> torch.Tensor:
+        """The table row of every token: ``[B, N, K]`` int64 (checked, shifted, padded).
+
+        Args and errors as :meth:`forward`.
+        """
+        if tokens.ndim != 3 or tokens.shape[2] != self.num_codebooks:
+            raise ValueError(
+                f"expected tokens [B, N, {self.num_codebooks}], got {tuple(tokens.shape)}"
+            )
+        ids = tokens.long()
+        self.check_ids(ids, mask, absent_ok)
+        if mask is not None:
+            ids = torch.where(mask.unsqueeze(-1), ids, self.pad_ids)
+        return ids + self.offsets
+
     def forward(
         self, tokens: torch.Tensor, mask: torch.Tensor | None = None, absent_ok: bool = False
     ) -> torch.Tensor:
@@ -122,12 +139,4 @@ class MultiCodebookEmbedding(nn.Module):
             ValueError: tokens not ``[B, N, K]``.
             ContractError: an id out of range on a valid frame (see :meth:`check_ids`).
         """
-        if tokens.ndim != 3 or tokens.shape[2] != self.num_codebooks:
-            raise ValueError(
-                f"expected tokens [B, N, {self.num_codebooks}], got {tuple(tokens.shape)}"
-            )
-        ids = tokens.long()
-        self.check_ids(ids, mask, absent_ok)
-        if mask is not None:
-            ids = torch.where(mask.unsqueeze(-1), ids, self.pad_ids)
-        return self.table(ids + self.offsets)
+        return self.table(self.rows(tokens, mask, absent_ok))

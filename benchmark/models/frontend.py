@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from benchmark.api import TokenizerInfo
@@ -43,8 +44,28 @@ class TokenFrontEnd(nn.Module):
     def forward(
         self, tokens: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Embed and fuse; ``mask [B, N]`` is True on valid frames."""
-        return self.fusion(self.embedding(tokens, mask))
+        """Embed and fuse; ``mask [B, N]`` is True on valid frames.
+
+        The attention scorer sees nothing but embedding-table rows, so when the table has
+        fewer rows than the batch has tokens, each row is scored once, the scores are
+        gathered, and the weighted sum of rows is one ``embedding_bag`` (the ``[B, N, K, D]``
+        embeddings are never built): the same numbers as scoring and summing every token
+        (80-codebook dMel at 80 Hz has ~200 k tokens in a mini ASR batch against 1360 rows;
+        ``scripts/bench_fusion.py`` measures both ways). Otherwise each token is scored.
+        """
+        rows = self.embedding.rows(tokens, mask)  # [B, N, K]
+        table = self.embedding.table.weight  # [R, D]
+        if self.fusion.mode != "attention" or rows.numel() <= table.shape[0]:
+            return self.fusion(self.embedding.table(rows))
+        weights = torch.softmax(self.fusion.score(table)[rows], dim=-1)  # [B, N, K]
+        batch, frames, codebooks = rows.shape
+        fused = F.embedding_bag(
+            rows.reshape(-1, codebooks),
+            table,
+            per_sample_weights=weights.reshape(-1, codebooks),
+            mode="sum",
+        )
+        return fused.view(batch, frames, -1), weights
 
 
 class FeatureFrontEnd(nn.Module):
