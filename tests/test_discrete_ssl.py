@@ -190,11 +190,12 @@ def test_truncated_forward_gives_the_full_models_hidden_states(workdir, family):
     wav, lengths = synthetic_batch(16000, seed=3)
     features, frames = extractor(wav, lengths)
     assert len(model.encoder.layers) == 24  # restored after the truncated call
+    assert extractor.per_item  # the tiny front end's group norm: one utterance at a time
     x, effective = extractor.prepare(wav, lengths)
-    mask = (torch.arange(x.shape[1]) < effective.unsqueeze(1)).long()
-    full = full_hidden_states(model, x, mask)
-    for index, layer in enumerate(extractor.layers):
-        assert torch.equal(features[index], full[layer]), layer
+    for b, (n, length) in enumerate(zip(frames.tolist(), effective.tolist(), strict=True)):
+        full = full_hidden_states(model, x[b : b + 1, :length])  # untruncated, alone
+        for index, layer in enumerate(extractor.layers):
+            assert torch.equal(features[index, b, :n], full[layer][0]), (b, layer)
     assert frames.tolist() == [49, 31, 68]
 
 
