@@ -145,6 +145,9 @@ def test_the_fingerprint_covers_settings_data_seed_and_family(data):
         pretrain_fingerprint("hubert", manifests[:1], SMALL, 3, heldout),
         pretrain_fingerprint("hubert", manifests, dataclasses.replace(SMALL, lr=1e-3), 3, heldout),
         pretrain_fingerprint("hubert", manifests, SMALL, 4, heldout),
+        pretrain_fingerprint(
+            "hubert", manifests, dataclasses.replace(SMALL, frozen_conv_layers=0), 3, heldout
+        ),
     ]
     assert all(fp != base for fp in changed)
     assert {"torch", "transformers", "version"} <= set(base)

@@ -40,24 +40,17 @@ class LayerFusion(nn.Module):
         elif mode == "concat":
             self.projection = nn.Linear(num_codebooks * dim, dim)
 
-    def forward(
-        self, embedded: torch.Tensor, scores: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, embedded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Fuse per-layer embeddings.
 
         Args:
             embedded: ``[B, N, K, D]``.
-            scores: ``attention`` only: the scorer's outputs ``[B, N, K]`` when the caller
-                computed them already (:class:`~benchmark.models.frontend.TokenFrontEnd`
-                scores each embedding-table row once); None scores ``embedded`` here.
 
         Returns:
             ``fused [B, N, D]`` and the layer weights ``[B, N, K]`` (None for ``concat``).
         """
         if self.mode == "attention":
-            if scores is None:
-                scores = self.score(embedded)
-            weights = torch.softmax(scores, dim=-1)  # [B, N, K]
+            weights = torch.softmax(self.score(embedded), dim=-1)  # [B, N, K]
             return (weights.unsqueeze(-1) * embedded).sum(dim=2), weights
         if self.mode == "average":
             weights = embedded.new_full(embedded.shape[:3], 1.0 / self.num_codebooks)
