@@ -115,6 +115,8 @@ def test_continuous_reference_is_unavailable_with_the_reason(setup):
     _, record = _record(config, "continuous-logmel", "quick-resynth")
     assert record.status == "unavailable"
     assert "no tokens to decode" in record.error["message"]
+    # an expected state: one line, no worker traceback in the record
+    assert set(record.error) == {"type", "message"}
 
 
 def test_rescoring_with_other_metrics_does_not_regenerate(setup):

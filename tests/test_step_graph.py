@@ -235,6 +235,7 @@ def test_run_refuses_a_tokenizer_that_fails_the_gate(setup, tmp_path, name, chec
     record = ResultRecord.load(outcomes[0].path)
     assert record.status == "failed" and not record.metrics
     assert f"conformance check {check!r}" in record.error["message"]
+    assert "Traceback" in record.error["traceback"]  # a failure keeps its traceback
     assert record.conformance["failed"][0]["check"] == check
     assert not list((Path(gate.workdir) / "tokens").glob("*/*/meta.json")) or all(
         name not in p.read_text() for p in (Path(gate.workdir) / "tokens").glob("*/*/meta.json")

@@ -422,11 +422,9 @@ def failure_record(step: Step, env: StepEnv, exc: BaseException) -> ResultRecord
         record = base_record(step, env)
     cause = exc.__cause__ if isinstance(exc, UpstreamError) and exc.__cause__ else exc
     record.status = "unavailable" if isinstance(cause, WeightsUnavailableError) else "failed"
-    record.error = {
-        "type": type(cause).__name__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(cause)),
-    }
+    record.error = {"type": type(cause).__name__, "message": str(exc)}
+    if record.status == "failed":  # unavailable is an expected state: its one line says why
+        record.error["traceback"] = "".join(traceback.format_exception(cause))
     return record
 
 
