@@ -96,3 +96,24 @@ def test_a_changed_recipe_pretrains_refits_and_reextracts(setup):
     assert states["fit"].key != old_fit.key  # another fit folder: the old one stays valid
     assert all(s.state == "to do" for s in graph if s.kind in ("extract", "job"))
     assert states["prepare"].state == "done"
+
+
+def test_a_change_to_the_training_loops_source_pretrains_again(setup, monkeypatch):
+    """The step's code key reaches the recipe modules the tokenizer imports (the optimiser
+    lives in ``ssl_pretrain_train``): an edit there must not reuse the cached model."""
+    from benchmark.pipeline import keys
+
+    _, config, first, _ = setup
+    real = keys._file_info
+
+    def edited(path, name):
+        digest, imports = real(path, name)
+        if name == "benchmark.models.ssl_pretrain_train":
+            digest = "edited-" + digest
+        return digest, imports
+
+    monkeypatch.setattr(keys, "_file_info", edited)
+    _, graph = plan(config)
+    steps = {step.kind: step for step in graph}
+    old = next(s for s in first if s.kind == "pretrain")
+    assert steps["pretrain"].key != old.key and steps["pretrain"].state == "to do"
