@@ -136,6 +136,64 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not(data, conte
     assert runs["d"][0] != runs["b"][0] and runs["d"][1] != runs["b"][1]
 
 
+def test_the_second_iteration_clusters_the_models_own_layer_and_trains_on_it(data, context):
+    manifests, heldout = data
+    base = dataclasses.replace(SMALL, steps=12)
+    runs = {}
+    for name, config in {
+        "one": base,
+        "keep": dataclasses.replace(base, relabel_step=6, relabel_layer=3, relabel_clusters=6),
+        "new": dataclasses.replace(
+            base, relabel_step=6, relabel_layer=3, relabel_clusters=6, relabel_keep=False
+        ),
+    }.items():
+        folder = Path(context.workdir) / f"relabel-{name}"
+        runs[name] = pretrain_tiny_ssl(
+            "hubert", manifests, folder, config, seed=3, heldout_speakers=heldout
+        )
+    assert "second_iteration" not in runs["one"]
+    second = runs["keep"]["second_iteration"]
+    assert second["kind"] == "layer3" and second["K"] == 6 and second["step"] == 6
+    assert second["clusters_used"] > 1
+    assert "K = 6) of the model's own layer 3" in runs["keep"]["learned_from"]
+    # the first iteration is the same run; from step 6 on the loss has the new targets
+    assert runs["keep"]["loss"][:6] == runs["one"]["loss"][:6] == runs["new"]["loss"][:6]
+    assert runs["keep"]["loss"][6:] != runs["one"]["loss"][6:]
+    assert runs["new"]["loss"][6:] != runs["keep"]["loss"][6:]
+    accuracies = {
+        name: {point["step"]: len(point["masked_accuracy"]) for point in run["curve"]}
+        for name, run in runs.items()
+    }
+    assert accuracies["one"] == {0: 1, 5: 1, 10: 1, 11: 1}
+    assert accuracies["keep"] == {0: 1, 5: 1, 10: 2, 11: 2}  # log-mel and layer-3 targets
+    assert accuracies["new"] == {0: 1, 5: 1, 10: 1, 11: 1}
+
+
+def test_the_second_iterations_features_are_the_tokenizers_layer(trained):
+    from benchmark.models.ssl_features import full_hidden_states
+    from benchmark.models.ssl_pretrain_data import PretrainCorpus
+    from benchmark.models.ssl_pretrain_relabel import layer_features
+
+    out, _ = trained
+    model, _ = load_ssl_model({"path": str(out)}, "hubert")
+    wavs = [torch.randn(4000), torch.randn(6400), torch.randn(4000)]
+    frames = [num_frames(w.numel()) for w in wavs]
+    corpus = PretrainCorpus(
+        audio=torch.cat(wavs).half(),
+        sample_offsets=torch.tensor([0, 4000, 10400, 14400]),
+        frame_offsets=torch.tensor([0, frames[0], frames[0] + frames[1], sum(frames)]),
+        features={},
+        speakers=("a",),
+        seconds=0.9,
+    )
+    got = layer_features(model, corpus, 5)
+    expected = torch.cat(
+        [full_hidden_states(model, w.half().float().unsqueeze(0))[5][0] for w in wavs]
+    )
+    assert got.shape == (sum(frames), 64)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_the_fingerprint_covers_settings_data_seed_and_family(data):
     manifests, heldout = data
     base = pretrain_fingerprint("hubert", manifests, SMALL, 3, heldout)
@@ -147,6 +205,9 @@ def test_the_fingerprint_covers_settings_data_seed_and_family(data):
         pretrain_fingerprint("hubert", manifests, SMALL, 4, heldout),
         pretrain_fingerprint(
             "hubert", manifests, dataclasses.replace(SMALL, frozen_conv_layers=0), 3, heldout
+        ),
+        pretrain_fingerprint(
+            "hubert", manifests, dataclasses.replace(SMALL, steps=30, relabel_step=20), 3, heldout
         ),
     ]
     assert all(fp != base for fp in changed)
@@ -185,6 +246,10 @@ def test_bad_settings_are_one_line_errors():
         PretrainConfig(steps=0)
     with pytest.raises(PretrainConfigError, match="front end's 7 convolution layers"):
         PretrainConfig(frozen_conv_layers=8)
+    with pytest.raises(PretrainConfigError, match="relabel_step=700 must be below steps=700"):
+        PretrainConfig(relabel_step=700)
+    with pytest.raises(PretrainConfigError, match="relabel_layer must be a layer in 1..24"):
+        PretrainConfig(relabel_step=10, relabel_layer=25)
 
 
 def test_the_tokenizer_trains_nothing_and_loads_its_pretrained_folder(context, monkeypatch):

@@ -78,6 +78,51 @@ def _block_output(output: Any) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
+def block_outputs(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: Sequence[int],
+    mask: torch.Tensor | None = None,
+    bf16: bool = False,
+) -> list[torch.Tensor]:
+    """Outputs of transformer blocks ``layers`` in one forward truncated after the deepest.
+
+    Args:
+        model: a transformers ``WavLMModel`` / ``HubertModel`` / ``Wav2Vec2Model`` (its mode
+            is the caller's: in training mode with ``mask_time_prob > 0`` transformers masks).
+        x: ``[B, T]`` prepared input (see :meth:`SSLLayerExtractor.prepare`).
+        layers: 1-based blocks (layer ``l`` = ``hidden_states[l]``, see the module docstring).
+        mask: ``[B, T]`` attention mask or None.
+        bf16: autocast the forward to bfloat16.
+
+    Returns:
+        ``[B, N, D]`` float32 per requested layer, in ``layers`` order (inference tensors).
+    """
+    captured: dict[int, torch.Tensor] = {}
+    blocks = model.encoder.layers
+    handles = []
+    for layer in set(layers):
+
+        def hook(_module: nn.Module, _args: Any, output: Any, layer: int = layer) -> None:
+            captured[layer] = _block_output(output)
+
+        handles.append(blocks[layer - 1].register_forward_hook(hook))
+    try:
+        with (
+            torch.inference_mode(),
+            _truncated(model, max(layers)),
+            torch.autocast(x.device.type, torch.bfloat16, enabled=bf16),
+            warnings.catch_warnings(),
+        ):
+            # WavLM's attention mixes a bool padding mask with a float position bias
+            warnings.filterwarnings("ignore", message="Support for mismatched key_padding")
+            model(x, attention_mask=mask)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [captured[layer].float() for layer in layers]
+
+
 class SSLLayerExtractor:
     """Runs an SSL encoder up to its deepest requested layer and returns those layers.
 
@@ -172,30 +217,7 @@ class SSLLayerExtractor:
 
     def _forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> list[torch.Tensor]:
         """``[B, N, D]`` float32 outputs of the requested blocks, in ``self.layers`` order."""
-        captured: dict[int, torch.Tensor] = {}
-        blocks = self.model.encoder.layers
-        handles = []
-        for layer in set(self.layers):
-
-            def hook(_module: nn.Module, _args: Any, output: Any, layer: int = layer) -> None:
-                captured[layer] = _block_output(output)
-
-            handles.append(blocks[layer - 1].register_forward_hook(hook))
-        device_type = x.device.type
-        try:
-            with (
-                torch.inference_mode(),
-                _truncated(self.model, self.depth),
-                torch.autocast(device_type, torch.bfloat16, enabled=self.dtype == "bf16"),
-                warnings.catch_warnings(),
-            ):
-                # WavLM's attention mixes a bool padding mask with a float position bias
-                warnings.filterwarnings("ignore", message="Support for mismatched key_padding")
-                self.model(x, attention_mask=mask)
-        finally:
-            for handle in handles:
-                handle.remove()
-        return [captured[layer].float() for layer in self.layers]
+        return block_outputs(self.model, x, self.layers, mask, bf16=self.dtype == "bf16")
 
     def __call__(
         self, wav: torch.Tensor, lengths: torch.Tensor

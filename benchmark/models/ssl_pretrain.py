@@ -10,11 +10,15 @@ tokenizers use tiny encoders of the real architectures (24 layers, 50 frames/s, 
    learned mask embedding (transformers' ``mask_time_indices`` route: HuBERT's span masking,
    ``mask_prob`` of the frames start a span of ``mask_length``), and a linear head per target
    codebook on the last layer predicts every frame's cluster id. The loss is cross-entropy
-   on masked frames plus ``unmasked_weight`` times cross-entropy on unmasked frames (HuBERT's
-   alpha-weighting; the unmasked term makes the model imitate the feature clusters, which
-   short budgets need: with masked frames alone the accuracy stalls);
+   on masked frames plus ``unmasked_weight`` (default 2) times cross-entropy on unmasked
+   frames (HuBERT's alpha-weighting, turned round: the unmasked term makes the model imitate
+   the feature clusters, which short budgets need: with masked frames alone the accuracy
+   stalls);
 3. optionally WavLM's **utterance mixing** (``mix_prob``): a segment of another utterance of
-   the batch is added at -5..5 dB, and the targets stay those of the main utterance.
+   the batch is added at -5..5 dB, and the targets stay those of the main utterance;
+4. optionally HuBERT's **second iteration** (``relabel_step``): from that step on, k-means ids
+   of one of the model's own layers are (further) targets
+   (:mod:`~benchmark.models.ssl_pretrain_relabel`).
 
 AdamW with a linear warm-up and a cosine decay, a fixed number of steps on random crops of
 ``crop_frames`` frames. Every random draw comes from the seed (model init, crops, masks,
@@ -29,7 +33,8 @@ In a run, the ``pretrain`` step of the graph calls :func:`pretrain_tiny_ssl` (th
 tokenizer's ``pretrain`` hook, :mod:`benchmark.models.ssl_mini`) and caches the folder by its
 key. The pieces: settings in :mod:`~benchmark.models.ssl_pretrain_config`, targets in
 :mod:`~benchmark.models.ssl_pretrain_data`, crops and masks in
-:mod:`~benchmark.models.ssl_pretrain_batches`, the model, heads, loss and loop in
+:mod:`~benchmark.models.ssl_pretrain_batches`, the second iteration's targets in
+:mod:`~benchmark.models.ssl_pretrain_relabel`, the model, heads, loss and loop in
 :mod:`~benchmark.models.ssl_pretrain_train`.
 """
 
@@ -111,9 +116,16 @@ def _learned_from(config: PretrainConfig, data: list[dict[str, Any]], speakers: 
     if config.unmasked_weight:
         where += f" {config.unmasked_weight:g}, unmasked frames"
     names = ", ".join(d["name"] for d in data)
+    second = ""
+    if config.relabel_step:
+        second = (
+            f"; from step {config.relabel_step} on (HuBERT's second iteration), "
+            f"{'also ' if config.relabel_keep else 'instead, '}k-means ids "
+            f"(K = {config.relabel_clusters}) of the model's own layer {config.relabel_layer}"
+        )
     return (
-        f"predicting k-means cluster ids of {targets} features of each 20 ms frame on {where}, "
-        f"from {names} ({speakers} training speakers; no valid or test speaker)"
+        f"predicting k-means cluster ids of {targets} features of each 20 ms frame on {where}"
+        f"{second}, from {names} ({speakers} training speakers; no valid or test speaker)"
     )
 
 
@@ -239,7 +251,8 @@ def record_summary(summary: Mapping[str, Any], every: int = 50) -> dict[str, Any
         for end in range(every, len(losses) + 1, every)
     ]
     keep = ("label", "family", "steps", "seed", "seconds", "seconds_preparing", "cpu_seconds",
-            "threads", "load_average_at_start", "learned_from", "targets", "frames")  # fmt: skip
+            "threads", "load_average_at_start", "learned_from", "targets", "second_iteration",
+            "frames")  # fmt: skip
     out = {name: summary.get(name) for name in keep}
     head = losses[:every]
     tail = losses[-every:]

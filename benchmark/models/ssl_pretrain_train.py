@@ -6,14 +6,16 @@ The model is transformers' ``WavLMModel`` / ``HubertModel`` built from
 front end's first ``frozen_conv_layers`` convolution layers keep their initial weights. A linear
 head per (head layer, target codebook) predicts each frame's cluster id; the loss is the
 cross-entropy on masked frames plus ``unmasked_weight`` times that on unmasked frames,
-averaged over heads. The heads are dropped after training: only the encoder is saved.
+averaged over heads. With ``relabel_step`` (HuBERT's second iteration) the model's own layer
+is clustered at that step and a second set of heads, one per head layer, learns those ids
+from then on. The heads are dropped after training: only the encoder is saved.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -26,6 +28,7 @@ from benchmark.models.ssl_loading import TINY_SPEC
 from benchmark.models.ssl_pretrain_batches import CropSampler, PretrainBatch
 from benchmark.models.ssl_pretrain_config import PretrainConfig
 from benchmark.models.ssl_pretrain_data import PretrainCorpus
+from benchmark.models.ssl_pretrain_relabel import relabel_targets
 
 _DROPOUTS = ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout")
 
@@ -62,19 +65,28 @@ def _build_model(family: str, config: PretrainConfig) -> nn.Module:
 
 
 class _Heads(nn.Module):
-    """One linear classifier per (head layer, target codebook); lower layers get a layer norm."""
+    """One linear classifier per (head layer, target codebook); lower layers get a layer norm.
 
-    def __init__(self, config: PretrainConfig, dim: int, depth: int) -> None:
+    Args:
+        layers: the transformer layers read (``depth`` = the last one, already normed).
+        clusters: K of each target codebook.
+        dim: the encoder's width.
+        depth: the encoder's number of layers.
+    """
+
+    def __init__(
+        self, layers: Sequence[int], clusters: Sequence[int], dim: int, depth: int
+    ) -> None:
         super().__init__()
-        self.layers = config.head_layers
+        self.layers = tuple(layers)
         self.norms = nn.ModuleList(
             nn.LayerNorm(dim) if layer < depth else nn.Identity() for layer in self.layers
         )
         self.linears = nn.ModuleList(
-            nn.ModuleList(nn.Linear(dim, k) for _, k in config.targets) for _ in self.layers
+            nn.ModuleList(nn.Linear(dim, k) for k in clusters) for _ in self.layers
         )
 
-    def forward(self, states: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
+    def forward(self, states: Mapping[int, torch.Tensor]) -> list[list[torch.Tensor]]:
         """Logits ``[B, N, K_t]`` per head layer and target, from ``states[l]`` = layer l."""
         return [
             [linear(norm(states[layer])) for linear in linears]
@@ -83,11 +95,21 @@ class _Heads(nn.Module):
 
 
 def _step_loss(
-    model: nn.Module, heads: _Heads, batch: PretrainBatch, config: PretrainConfig
+    model: nn.Module,
+    head_sets: Sequence[tuple[_Heads, Sequence[torch.Tensor]]],
+    batch: PretrainBatch,
+    config: PretrainConfig,
 ) -> tuple[torch.Tensor, list[tuple[float, float]]]:
-    """Loss of one batch and ``(masked, unmasked)`` accuracy per target (of the last head)."""
+    """Loss of one batch and ``(masked, unmasked)`` accuracy per target (of each set's last
+    head layer).
+
+    Args:
+        head_sets: ``(heads, targets)`` pairs: each head set predicts its ``[B, N]`` targets;
+            the loss is the mean over every (head layer, target) pair of every set.
+    """
     depth = int(TINY_SPEC["num_hidden_layers"])
-    lower = any(layer < depth for layer in heads.layers)
+    wanted = {layer for heads, _ in head_sets for layer in heads.layers}
+    lower = any(layer < depth for layer in wanted)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Support for mismatched key_padding")
         out = model(
@@ -98,26 +120,30 @@ def _step_loss(
         )
     states: dict[int, torch.Tensor] = {depth: out.last_hidden_state}
     if lower:
-        states |= {layer: out.hidden_states[layer] for layer in heads.layers if layer < depth}
+        states |= {layer: out.hidden_states[layer] for layer in wanted if layer < depth}
     masked = batch.masked & batch.valid
     unmasked = ~batch.masked & batch.valid
     parts = []
-    accuracy = []
-    for logits_per_target in heads(states):
-        accuracy = []
-        for logits, target in zip(logits_per_target, batch.targets, strict=True):
-            for weight, where in ((1.0, masked), (config.unmasked_weight, unmasked)):
-                if weight > 0 and bool(where.any()):
-                    parts.append(weight * F.cross_entropy(logits[where], target[where]))
-            with torch.no_grad():
-                hit = logits.argmax(-1) == target
-                accuracy.append(
-                    tuple(
-                        float(hit[where].float().mean()) if bool(where.any()) else float("nan")
-                        for where in (masked, unmasked)
+    accuracy: list[tuple[float, float]] = []
+    count = 0
+    for heads, targets in head_sets:
+        count += len(heads.layers) * len(targets)
+        set_accuracy: list[tuple[float, float]] = []
+        for logits_per_target in heads(states):
+            set_accuracy = []
+            for logits, target in zip(logits_per_target, targets, strict=True):
+                for weight, where in ((1.0, masked), (config.unmasked_weight, unmasked)):
+                    if weight > 0 and bool(where.any()):
+                        parts.append(weight * F.cross_entropy(logits[where], target[where]))
+                with torch.no_grad():
+                    hit = logits.argmax(-1) == target
+                    set_accuracy.append(
+                        tuple(
+                            float(hit[where].float().mean()) if bool(where.any()) else float("nan")
+                            for where in (masked, unmasked)
+                        )
                     )
-                )
-    count = len(heads.layers) * len(batch.targets)
+        accuracy += set_accuracy
     return torch.stack(parts).sum() / count, accuracy
 
 
@@ -137,7 +163,9 @@ def train_tiny_ssl(
 
     Returns:
         The encoder in eval mode, and ``{"loss": [per step], "curve": [every log_every
-        steps: step, loss, lr, masked and unmasked accuracy per target]}``.
+        steps: step, loss, lr, masked and unmasked accuracy per target]}``, plus
+        ``"second_iteration"`` (its targets' k-means summary and step) when
+        ``config.relabel_step`` is set.
 
     Raises:
         BenchmarkError: the loss stopped being finite.
@@ -146,8 +174,13 @@ def train_tiny_ssl(
         torch.manual_seed(seed)
         model = _build_model(family, config).train()
         dim, depth = int(TINY_SPEC["hidden_size"]), int(TINY_SPEC["num_hidden_layers"])
-        heads = _Heads(config, dim, depth)
+        heads = _Heads(config.head_layers, [k for _, k in config.targets], dim, depth)
+        # the second iteration's heads exist from the start (one optimiser, one schedule);
+        # without gradients until then, AdamW leaves them alone
+        heads2 = _Heads(config.head_layers, [config.relabel_clusters], dim, depth)
     parameters = [p for p in model.parameters() if p.requires_grad] + list(heads.parameters())
+    if config.relabel_step:
+        parameters += list(heads2.parameters())
     # fused: one kernel over all ~480 parameter tensors; the per-tensor loop took 70 ms of a
     # 370 ms CPU step (measured, one thread), the fused update 11 ms
     optimizer = torch.optim.AdamW(
@@ -162,10 +195,24 @@ def train_tiny_ssl(
     sampler = CropSampler(corpus, ids, config, seed + 1)
     losses: list[float] = []
     curve: list[dict[str, Any]] = []
+    relabelled: dict[str, Any] | None = None
+    first = len(ids)
     bar = tqdm(range(config.steps), desc=f"pretrain tiny {family}", disable=not progress)
     for step in bar:
+        if config.relabel_step and step == config.relabel_step:
+            new_ids, relabelled = relabel_targets(
+                model, corpus, config.relabel_layer, config.relabel_clusters,
+                seed + len(ids), config.kmeans_max_iter, progress,
+            )  # fmt: skip
+            relabelled["step"] = step
+            sampler.ids = [*ids, new_ids]
         batch = sampler.batch()
-        loss, accuracy = _step_loss(model, heads, batch, config)
+        head_sets: list[tuple[_Heads, Sequence[torch.Tensor]]] = []
+        if relabelled is None or config.relabel_keep:
+            head_sets.append((heads, batch.targets[:first]))
+        if relabelled is not None:
+            head_sets.append((heads2, batch.targets[first:]))
+        loss, accuracy = _step_loss(model, head_sets, batch, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
@@ -188,4 +235,7 @@ def train_tiny_ssl(
                 }
             )
             bar.set_postfix(loss=f"{losses[-1]:.3f}", masked_acc=f"{accuracy[0][0]:.3f}")
-    return model.eval(), {"loss": losses, "curve": curve}
+    history: dict[str, Any] = {"loss": losses, "curve": curve}
+    if relabelled is not None:
+        history["second_iteration"] = relabelled
+    return model.eval(), history
