@@ -183,11 +183,7 @@ def load_pretrain_corpus(
         raise PretrainDataError("pretraining data holds no utterance of at least 25 ms")
     lengths = torch.tensor([0] + [w.numel() for w in waves], dtype=torch.int64)
     frames = torch.tensor([0] + [num_frames(w.numel()) for w in waves], dtype=torch.int64)
-    features = {}
-    for kind, rows in feats.items():
-        matrix = torch.cat(rows)
-        mean, std = matrix.mean(dim=0), matrix.std(dim=0).clamp(min=1e-5)
-        features[kind] = (matrix - mean) / std
+    features = {kind: standardise(torch.cat(rows)) for kind, rows in feats.items()}
     return PretrainCorpus(
         audio=torch.cat(waves),
         sample_offsets=lengths.cumsum(0),
@@ -196,6 +192,13 @@ def load_pretrain_corpus(
         speakers=tuple(speakers),
         seconds=float(lengths.sum()) / SAMPLE_RATE,
     )
+
+
+def standardise(features: torch.Tensor) -> torch.Tensor:
+    """``[F, D]`` features with zero mean and unit standard deviation per dimension (over the
+    ``F`` frames; a constant dimension is divided by 1e-5 instead of 0)."""
+    mean, std = features.mean(dim=0), features.std(dim=0).clamp(min=1e-5)
+    return (features - mean) / std
 
 
 def cluster_targets(

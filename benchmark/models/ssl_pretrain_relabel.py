@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from benchmark.models.ssl_features import block_outputs
-from benchmark.models.ssl_pretrain_data import PretrainCorpus, cluster_targets
+from benchmark.models.ssl_pretrain_data import PretrainCorpus, cluster_targets, standardise
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +111,8 @@ def relabel_targets(
         "seconds"}``.
     """
     started = time.perf_counter()
-    features = layer_features(model, corpus, layer, progress)
-    mean, std = features.mean(dim=0), features.std(dim=0).clamp(min=1e-5)
-    ids, summary = cluster_targets((features - mean) / std, n_clusters, seed, max_iter)
+    features = standardise(layer_features(model, corpus, layer, progress))
+    ids, summary = cluster_targets(features, n_clusters, seed, max_iter)
     summary = {
         "kind": f"layer{layer}",
         **summary,

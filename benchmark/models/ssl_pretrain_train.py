@@ -177,9 +177,13 @@ def train_tiny_ssl(
         heads = _Heads(config.head_layers, [k for _, k in config.targets], dim, depth)
         # the second iteration's heads exist from the start (one optimiser, one schedule);
         # without gradients until then, AdamW leaves them alone
-        heads2 = _Heads(config.head_layers, [config.relabel_clusters], dim, depth)
+        heads2 = (
+            _Heads(config.head_layers, [config.relabel_clusters], dim, depth)
+            if config.relabel_step
+            else None
+        )
     parameters = [p for p in model.parameters() if p.requires_grad] + list(heads.parameters())
-    if config.relabel_step:
+    if heads2 is not None:
         parameters += list(heads2.parameters())
     # fused: one kernel over all ~480 parameter tensors; the per-tensor loop took 70 ms of a
     # 370 ms CPU step (measured, one thread), the fused update 11 ms
@@ -210,7 +214,7 @@ def train_tiny_ssl(
         head_sets: list[tuple[_Heads, Sequence[torch.Tensor]]] = []
         if relabelled is None or config.relabel_keep:
             head_sets.append((heads, batch.targets[:first]))
-        if relabelled is not None:
+        if heads2 is not None and relabelled is not None:
             head_sets.append((heads2, batch.targets[first:]))
         loss, accuracy = _step_loss(model, head_sets, batch, config)
         optimizer.zero_grad(set_to_none=True)
