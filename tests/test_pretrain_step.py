@@ -98,9 +98,13 @@ def test_a_changed_recipe_pretrains_refits_and_reextracts(setup):
     assert states["prepare"].state == "done"
 
 
-def test_a_change_to_the_training_loops_source_pretrains_again(setup, monkeypatch):
+@pytest.mark.parametrize(
+    "module", ["benchmark.models.ssl_pretrain_train", "benchmark.models.ssl_pretrain_relabel"]
+)
+def test_a_change_to_the_training_loops_source_pretrains_again(setup, monkeypatch, module):
     """The step's code key reaches the recipe modules the tokenizer imports (the optimiser
-    lives in ``ssl_pretrain_train``): an edit there must not reuse the cached model."""
+    lives in ``ssl_pretrain_train``, the second iteration in ``ssl_pretrain_relabel``): an
+    edit there must not reuse the cached model."""
     from benchmark.pipeline import keys
 
     _, config, first, _ = setup
@@ -108,7 +112,7 @@ def test_a_change_to_the_training_loops_source_pretrains_again(setup, monkeypatc
 
     def edited(path, name):
         digest, imports = real(path, name)
-        if name == "benchmark.models.ssl_pretrain_train":
+        if name == module:
             digest = "edited-" + digest
         return digest, imports
 
