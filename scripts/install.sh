@@ -74,6 +74,19 @@ have=""
 if [ -f "$stamp" ]; then have="$(cat "$stamp")"; fi
 # a --dev install also satisfies a plain one
 if [ "$have" != "$want" ] && [ "$have" != "$with_dev" ]; then
+  # a fresh .venv takes about 6 GB (the CUDA build of torch) and pip unpacks wheels in TMPDIR:
+  # say so at once instead of failing half-way with pip's "No space left on device"
+  need_gib=8
+  if .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)" 2>/dev/null; then
+    need_gib=2
+  fi
+  for dir in .venv "${TMPDIR:-/tmp}"; do
+    free_kib="$(df -Pk "$dir" | awk 'NR == 2 {print $4}')"
+    if [ "$free_kib" -lt $((need_gib * 1024 * 1024)) ]; then
+      echo "scripts/install.sh: only $((free_kib / 1024 / 1024)) GiB free for $dir ($(df -P "$dir" | awk 'NR == 2 {print $6}')); installing the locked dependencies needs about $need_gib GiB: free some space (old clones' .venv folders, ~/.cache/pip) and rerun" >&2
+      exit 1
+    fi
+  done
   echo "installing the locked Python dependencies into .venv (first time: a few minutes)" >&2
   "${pip[@]}" install -q --upgrade pip
   locks=(-r requirements.lock)
