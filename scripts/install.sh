@@ -81,9 +81,9 @@ if [ "$have" != "$want" ] && [ "$have" != "$with_dev" ]; then
     need_gib=2
   fi
   for dir in .venv "${TMPDIR:-/tmp}"; do
-    free_kib="$(df -Pk "$dir" | awk 'NR == 2 {print $4}')"
+    read -r free_kib mount < <(df -Pk "$dir" | awk 'NR == 2 {print $4, $6}')
     if [ "$free_kib" -lt $((need_gib * 1024 * 1024)) ]; then
-      echo "scripts/install.sh: only $((free_kib / 1024 / 1024)) GiB free for $dir ($(df -P "$dir" | awk 'NR == 2 {print $6}')); installing the locked dependencies needs about $need_gib GiB: free some space (old clones' .venv folders, ~/.cache/pip) and rerun" >&2
+      echo "scripts/install.sh: only $((free_kib / 1024 / 1024)) GiB free for $dir ($mount); installing the locked dependencies needs about $need_gib GiB: free some space (old clones' .venv folders, ~/.cache/pip) and rerun" >&2
       exit 1
     fi
   done
